@@ -1,0 +1,641 @@
+//! The client handle, its builder, and the lock operations on it.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::AsyncConnectionConfig;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::time::Instant;
+use tokio_util::task::AbortOnDropHandle;
+
+use crate::guard::{LockGuard, LockHandle};
+use crate::heartbeat::keep_alive;
+use crate::lease::Lease;
+use crate::notices::{Notices, Subscription};
+use crate::token::{jitter, new_token};
+use crate::{LockError, LockOptions, LostReason, Wait, scripts};
+
+/// The longest lock name accepted, in bytes.
+pub const MAX_NAME_LEN: usize = 1024;
+
+/// The key prefix used when none is configured.
+pub const DEFAULT_PREFIX: &str = "lock:";
+
+/// First and largest pause between attempts of a waiter that got no release notice.
+const POLL_FIRST: Duration = Duration::from_millis(10);
+const POLL_CEILING: Duration = Duration::from_secs(1);
+/// With release notices live, a waiter is woken by the notice or by the holder's
+/// lease running out (its PTTL), so polling is only a slow safety net.
+const POLL_CEILING_WITH_NOTICES: Duration = Duration::from_secs(5);
+/// How long a fence counter outlives the last acquisition that used it. Its loss is
+/// harmless (tokens have the server clock as a floor); the expiry stops one key per
+/// name from living forever.
+/// What `Wait::Forever` means in practice (as tokio's `Instant::far_future`).
+const FOREVER: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+const FENCE_KEY_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// A handle on one Redis server for taking locks. Cheap to clone: clones share one
+/// multiplexed, reconnecting command connection, and one pub/sub connection
+/// (opened on first need) that wakes waiters when a lock is released.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), lock_runtime::LockError> {
+/// use std::time::Duration;
+/// use lock_runtime::{LockClient, LockOptions};
+///
+/// let client = LockClient::connect("redis://127.0.0.1:6379").await?;
+/// let total = client
+///     .run("invoice:42", &LockOptions::new(Duration::from_secs(10)), async {
+///         // at most one process runs this at a time
+///         42
+///     })
+///     .await?;
+/// assert_eq!(total, 42);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct LockClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    connection: ConnectionManager,
+    server: String,
+    prefix: String,
+    notices: Arc<Notices>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl std::fmt::Debug for LockClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LockClient")
+            .field("server", &self.inner.server)
+            .field("prefix", &self.inner.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures and connects a [`LockClient`].
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), lock_runtime::LockError> {
+/// use std::time::Duration;
+/// let client = lock_runtime::LockClient::builder("redis://:secret@10.0.0.5:6379/0")
+///     .prefix("billing:lock:")
+///     .connect_timeout(Duration::from_secs(2))
+///     .response_timeout(Duration::from_secs(1))
+///     .connect()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "call `.connect().await` to get a client"]
+pub struct LockClientBuilder {
+    url: String,
+    prefix: String,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+}
+
+impl LockClientBuilder {
+    /// Prefix of every key and channel this client uses (default `lock:`).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// How long connecting (TCP, TLS, AUTH, first PING) may take (default 5 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long one command may wait for its answer (default 5 s).
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// Connects, checks the server answers (and accepts the credentials), and returns
+    /// the client. Fails with a clear [`LockError`] within the connect timeout.
+    ///
+    /// Must be called inside a tokio runtime; the client's connections live on it.
+    pub async fn connect(self) -> Result<LockClient, LockError> {
+        let redis = redis::Client::open(self.url.as_str()).map_err(|error| LockError::Config {
+            subject: format!("Redis URL `{}`", redact_url(&self.url)),
+            reason: url_error_hint(&error),
+        })?;
+        let server = redis.get_connection_info().addr().to_string();
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| LockError::Config {
+            subject: format!("client for {server}"),
+            reason: "LockClient must be created inside a tokio runtime".to_owned(),
+        })?;
+        if self.connect_timeout.is_zero() || self.response_timeout.is_zero() {
+            return Err(LockError::Config {
+                subject: format!("client for {server}"),
+                reason: "connect and response timeouts must be > 0".to_owned(),
+            });
+        }
+        let unreachable = |reason: String, source| LockError::Connection {
+            server: server.clone(),
+            reason,
+            source,
+        };
+        let timed_out = || unreachable(no_answer(self.connect_timeout), None);
+        let failed = |error: redis::RedisError| {
+            let reason = if error.is_timeout() {
+                no_answer(self.connect_timeout)
+            } else {
+                describe_connect_error(&error)
+            };
+            unreachable(reason, Some(error))
+        };
+
+        // A plain connection first: its error says exactly what is wrong (refused,
+        // bad password, ...), where the reconnecting manager would only retry.
+        let probe_config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_response_timeout(Some(self.response_timeout));
+        let probe = async {
+            let mut connection = redis
+                .get_multiplexed_async_connection_with_config(&probe_config)
+                .await?;
+            redis::cmd("PING")
+                .query_async::<String>(&mut connection)
+                .await
+        };
+        match tokio::time::timeout(self.connect_timeout, probe).await {
+            Err(_) => return Err(timed_out()),
+            Ok(Err(error)) => return Err(failed(error)),
+            Ok(Ok(_)) => {}
+        }
+
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_response_timeout(Some(self.response_timeout));
+        let connection = match tokio::time::timeout(
+            self.connect_timeout,
+            ConnectionManager::new_with_config(redis.clone(), config),
+        )
+        .await
+        {
+            Err(_) => return Err(timed_out()),
+            Ok(Err(error)) => return Err(failed(error)),
+            Ok(Ok(connection)) => connection,
+        };
+        tracing::debug!(%server, prefix = %self.prefix, "lock client connected");
+        let notices = Arc::new(Notices::new(redis, self.connect_timeout, runtime.clone()));
+        Ok(LockClient {
+            inner: Arc::new(Inner {
+                connection,
+                server,
+                prefix: self.prefix,
+                notices,
+                runtime,
+            }),
+        })
+    }
+}
+
+/// The outcome of one acquire attempt.
+enum Attempt {
+    Acquired { fence: Option<u64> },
+    Busy { holder_ttl: Option<Duration> },
+}
+
+/// Exponential backoff with jitter for waiters between notices.
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    fn step(&mut self, ceiling: Duration) -> Duration {
+        let current = self.next.min(ceiling);
+        self.next = (current * 2).min(ceiling);
+        // Between half and all of the current step, so waiters spread out.
+        let half = current / 2;
+        half + Duration::from_micros(jitter(half.as_micros() as u64 + 1))
+    }
+}
+
+impl LockClient {
+    /// Connects with default settings (prefix `lock:`, 5 s timeouts).
+    ///
+    /// Accepts `redis://[user:password@]host[:port][/db]`, `rediss://…` (TLS, with
+    /// this crate's `tls` feature) and `redis+unix:///path/to/socket`.
+    pub async fn connect(url: &str) -> Result<LockClient, LockError> {
+        LockClient::builder(url).connect().await
+    }
+
+    /// A builder for a client with a custom prefix or timeouts.
+    pub fn builder(url: impl Into<String>) -> LockClientBuilder {
+        LockClientBuilder {
+            url: url.into(),
+            prefix: DEFAULT_PREFIX.to_owned(),
+            connect_timeout: Duration::from_secs(5),
+            response_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// The server this client talks to (`host:port` or socket path, no credentials).
+    pub fn server(&self) -> &str {
+        &self.inner.server
+    }
+
+    /// The key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    /// The Redis key that holds the lease of lock `name`: `{prefix}{name}` with the
+    /// name as a hash tag, so the lock's keys share one cluster slot.
+    pub fn key_for(&self, name: &str) -> String {
+        format!("{}{{{name}}}", self.inner.prefix)
+    }
+
+    /// Takes the lock `name` on the terms of `options`, waiting as they say.
+    ///
+    /// On success the returned guard keeps the lease alive in the background until it
+    /// is released or dropped. Errors: [`LockError::Busy`] (try once),
+    /// [`LockError::Timeout`] (bounded wait), [`LockError::InvalidName`],
+    /// [`LockError::Config`], [`LockError::Redis`].
+    pub async fn acquire(&self, name: &str, options: &LockOptions) -> Result<LockGuard, LockError> {
+        validate_name(name)?;
+        options.validate(name)?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| LockError::Config {
+            subject: format!("lock `{name}`"),
+            reason: "acquire must run inside a tokio runtime".to_owned(),
+        })?;
+        let key = self.key_for(name);
+        let token = new_token(name)?;
+        let started = Instant::now();
+        let deadline = match options.wait {
+            Wait::TryOnce => None,
+            Wait::For(wait) if wait.is_zero() => None,
+            Wait::For(wait) => Some(started + wait),
+            Wait::Forever => Some(started + FOREVER),
+        };
+        let mut subscription: Option<Subscription> = None;
+        let mut backoff = Backoff { next: POLL_FIRST };
+        loop {
+            if let Some(subscription) = subscription.as_mut() {
+                subscription.mark_seen();
+            }
+            let sent_at = Instant::now();
+            let holder_ttl = match self.attempt(name, &key, &token, options).await {
+                Ok(Attempt::Acquired { fence }) => {
+                    tracing::debug!(
+                        lock = name,
+                        fence,
+                        waited_ms = started.elapsed().as_millis() as u64,
+                        "lock acquired"
+                    );
+                    return Ok(self.start_guard(name, key, token, fence, options, sent_at, runtime));
+                }
+                Ok(Attempt::Busy { holder_ttl }) => holder_ttl,
+                Err(error) => {
+                    // The request may have reached Redis and set the key before its
+                    // answer was lost: take it back if so (only our token is touched).
+                    self.spawn_release(key, token);
+                    return Err(error);
+                }
+            };
+            let Some(deadline) = deadline else {
+                return Err(LockError::Busy {
+                    name: name.to_owned(),
+                    retry_after: holder_ttl,
+                });
+            };
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(LockError::Timeout {
+                    name: name.to_owned(),
+                    waited: now - started,
+                    retry_after: holder_ttl,
+                });
+            }
+            let Some(subscription) = subscription.as_mut() else {
+                // Subscribe, then retry at once: a release that happened before the
+                // subscription took effect is then seen by the retry.
+                tracing::debug!(lock = name, "lock busy; waiting for its release");
+                subscription = Some(self.inner.notices.subscribe(&self.channel_for(&key)).await);
+                continue;
+            };
+            let ceiling = if subscription.live {
+                POLL_CEILING_WITH_NOTICES
+            } else {
+                POLL_CEILING
+            };
+            let mut pause = backoff.step(ceiling);
+            if let Some(holder_ttl) = holder_ttl {
+                pause = pause.min(holder_ttl + Duration::from_millis(1));
+            }
+            subscription.wait((now + pause).min(deadline)).await;
+        }
+    }
+
+    /// Runs `body` while holding the lock `name`, and releases the lock when it ends.
+    ///
+    /// If the lease is lost while `body` runs, `body` is dropped at its next await
+    /// and the result is [`LockError::Lost`]; so is a body that completes after its
+    /// lease's validity ran out. Dropping the returned future releases the lock too.
+    pub async fn run<F: Future>(
+        &self,
+        name: &str,
+        options: &LockOptions,
+        body: F,
+    ) -> Result<F::Output, LockError> {
+        self.run_with(name, options, |_| body).await
+    }
+
+    /// Like [`run`](Self::run), giving the body a [`LockHandle`] (fencing token,
+    /// `is_held`, `lost()`).
+    pub async fn run_with<F, Fut>(
+        &self,
+        name: &str,
+        options: &LockOptions,
+        body: F,
+    ) -> Result<Fut::Output, LockError>
+    where
+        F: FnOnce(LockHandle) -> Fut,
+        Fut: Future,
+    {
+        let guard = self.acquire(name, options).await?;
+        let handle = guard.handle();
+        let lost = handle.lost();
+        let output = tokio::select! {
+            biased;
+            lost = lost => return Err(lost),
+            output = body(handle) => output,
+        };
+        finish(guard, output).await
+    }
+
+    fn channel_for(&self, key: &str) -> String {
+        format!("{key}:released")
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn start_guard(
+        &self,
+        name: &str,
+        key: String,
+        token: String,
+        fence: Option<u64>,
+        options: &LockOptions,
+        sent_at: Instant,
+        runtime: tokio::runtime::Handle,
+    ) -> LockGuard {
+        let lease = Arc::new(Lease::new(
+            name.to_owned(),
+            key,
+            token,
+            fence,
+            options.ttl,
+            sent_at,
+        ));
+        let heartbeat = AbortOnDropHandle::new(runtime.spawn(keep_alive(
+            self.clone(),
+            Arc::clone(&lease),
+            options.heartbeat_interval(),
+            options.max_hold,
+        )));
+        LockGuard::new(lease, self.clone(), options.min_hold, runtime, heartbeat)
+    }
+
+    async fn attempt(
+        &self,
+        name: &str,
+        key: &str,
+        token: &str,
+        options: &LockOptions,
+    ) -> Result<Attempt, LockError> {
+        let mut connection = self.inner.connection.clone();
+        let fence_lifetime = FENCE_KEY_LIFETIME.max(options.ttl * 2);
+        let (acquired, value): (i64, i64) = scripts::ACQUIRE
+            .key(key)
+            .key(format!("{key}:fence"))
+            .arg(token)
+            .arg(millis(options.ttl))
+            .arg(if options.fencing { "1" } else { "0" })
+            .arg(millis(fence_lifetime))
+            .invoke_async(&mut connection)
+            .await
+            .map_err(|source| LockError::Redis {
+                name: name.to_owned(),
+                action: "acquire",
+                source,
+            })?;
+        Ok(if acquired == 1 {
+            Attempt::Acquired {
+                fence: options.fencing.then_some(value as u64),
+            }
+        } else {
+            Attempt::Busy {
+                holder_ttl: u64::try_from(value).ok().map(Duration::from_millis),
+            }
+        })
+    }
+
+    /// Compare-and-`PEXPIRE`: `Ok(true)` if the lease was still ours and now lasts
+    /// `ttl` more.
+    pub(crate) async fn extend_lease(
+        &self,
+        lease: &Lease,
+        ttl: Duration,
+    ) -> Result<bool, LockError> {
+        let mut connection = self.inner.connection.clone();
+        let extended: i64 = scripts::EXTEND
+            .key(&lease.key)
+            .arg(&lease.token)
+            .arg(millis(ttl))
+            .invoke_async(&mut connection)
+            .await
+            .map_err(|source| LockError::Redis {
+                name: lease.name.clone(),
+                action: "extend",
+                source,
+            })?;
+        Ok(extended == 1)
+    }
+
+    /// Ends a lease: compare-and-delete plus notice, or, before `min_hold` is over,
+    /// compare-and-`PEXPIRE` to the end of `min_hold`.
+    pub(crate) async fn release_lease(
+        &self,
+        lease: &Lease,
+        min_hold: Option<Duration>,
+    ) -> Result<(), LockError> {
+        let min_hold_left = min_hold
+            .map(|min| lease.acquired_at + min)
+            .and_then(|until| until.checked_duration_since(Instant::now()))
+            .filter(|left| millis(*left) > 0);
+        let still_ours = match min_hold_left {
+            Some(left) => {
+                tracing::debug!(lock = %lease.name, left_ms = millis(left), "released before min_hold; key left to expire");
+                self.extend_lease(lease, left).await?
+            }
+            None => {
+                let mut connection = self.inner.connection.clone();
+                let deleted: i64 = scripts::RELEASE
+                    .key(&lease.key)
+                    .arg(&lease.token)
+                    .arg(self.channel_for(&lease.key))
+                    .invoke_async(&mut connection)
+                    .await
+                    .map_err(|source| LockError::Redis {
+                        name: lease.name.clone(),
+                        action: "release",
+                        source,
+                    })?;
+                deleted == 1
+            }
+        };
+        if still_ours {
+            tracing::debug!(lock = %lease.name, "lock released");
+            Ok(())
+        } else {
+            lease.mark_lost(LostReason::NotOwnerAtRelease);
+            Err(lease.lost_error())
+        }
+    }
+
+    /// Best-effort release of a token whose acquire outcome is unknown.
+    fn spawn_release(&self, key: String, token: String) {
+        let client = self.clone();
+        self.inner.runtime.spawn(async move {
+            let mut connection = client.inner.connection.clone();
+            let channel = client.channel_for(&key);
+            let _: Result<i64, _> = scripts::RELEASE
+                .key(&key)
+                .arg(&token)
+                .arg(channel)
+                .invoke_async(&mut connection)
+                .await;
+        });
+    }
+}
+
+/// After the body of `run`: the result counts only if the lease was still valid when
+/// the body ended; then release.
+pub(crate) async fn finish<T>(guard: LockGuard, output: T) -> Result<T, LockError> {
+    let held_at_end = guard.is_held();
+    if !held_at_end {
+        let lost = guard.lease().lost_error();
+        drop(guard);
+        return Err(lost);
+    }
+    match guard.release().await {
+        Ok(()) => Ok(output),
+        Err(lost @ LockError::Lost { .. }) => Err(lost),
+        Err(error) => {
+            // The body finished while the lease was valid; only the release failed,
+            // and the ttl will free the lock.
+            tracing::warn!(%error, "release failed after the protected work completed");
+            Ok(output)
+        }
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Checks a lock name: non-empty, at most [`MAX_NAME_LEN`] bytes.
+pub(crate) fn validate_name(name: &str) -> Result<(), LockError> {
+    let reason = if name.is_empty() {
+        "the name is empty; give each lock a non-empty name such as `invoice:42`".to_owned()
+    } else if name.len() > MAX_NAME_LEN {
+        format!(
+            "the name is {} bytes long; the limit is {MAX_NAME_LEN}",
+            name.len()
+        )
+    } else {
+        return Ok(());
+    };
+    let mut shown: String = name.chars().take(64).collect();
+    if shown.len() < name.len() {
+        shown.push('…');
+    }
+    Err(LockError::InvalidName {
+        name: shown,
+        reason,
+    })
+}
+
+/// The URL with any password replaced by `***`, for error messages.
+fn redact_url(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://")
+        && let Some((credentials, host)) = rest.rsplit_once('@')
+    {
+        let user = credentials.split(':').next().unwrap_or_default();
+        return format!("{scheme}://{user}:***@{host}");
+    }
+    url.to_owned()
+}
+
+fn url_error_hint(error: &redis::RedisError) -> String {
+    let mut reason = error.to_string();
+    if reason.contains("TLS") || reason.contains("tls") {
+        reason.push_str(" (rediss:// needs lock-runtime's `tls` feature)");
+    } else {
+        reason.push_str(
+            " (expected redis://[user:password@]host[:port][/db], rediss://… or redis+unix:///path)",
+        );
+    }
+    reason
+}
+
+fn no_answer(connect_timeout: Duration) -> String {
+    format!("no answer within the connect timeout ({connect_timeout:?})")
+}
+
+fn describe_connect_error(error: &redis::RedisError) -> String {
+    let code = error.code().unwrap_or_default();
+    if error.kind() == redis::ErrorKind::AuthenticationFailed
+        || matches!(code, "WRONGPASS" | "NOAUTH" | "NOPERM")
+    {
+        "authentication failed: check the user name and password in the URL".to_owned()
+    } else if error.is_connection_refusal() {
+        "connection refused: is redis-server running at that address?".to_owned()
+    } else {
+        error.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_and_overlong_names_are_rejected() {
+        assert!(matches!(
+            validate_name(""),
+            Err(LockError::InvalidName { .. })
+        ));
+        let long = "x".repeat(MAX_NAME_LEN + 1);
+        let error = validate_name(&long)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(error.contains("limit is 1024"), "{error}");
+        assert!(validate_name("invoice:42").is_ok());
+        assert!(validate_name("ünïcode ✓").is_ok());
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact_url("redis://u:secret@h:1/0"), "redis://u:***@h:1/0");
+        assert_eq!(redact_url("redis://h:1"), "redis://h:1");
+    }
+
+    #[test]
+    fn backoff_grows_to_its_ceiling_with_jitter() {
+        let mut backoff = Backoff { next: POLL_FIRST };
+        let pauses: Vec<Duration> = (0..12).map(|_| backoff.step(POLL_CEILING)).collect();
+        assert!(pauses[0] <= POLL_FIRST);
+        assert!(pauses.iter().all(|p| *p <= POLL_CEILING));
+        assert!(pauses[11] >= POLL_CEILING / 2);
+    }
+}

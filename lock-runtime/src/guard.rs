@@ -1,0 +1,192 @@
+//! The guard that owns a held lease, and the handle a protected body sees.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::task::AbortOnDropHandle;
+
+use crate::lease::Lease;
+use crate::{LockClient, LockError};
+
+/// A held lease. Its heartbeat runs in the background while the guard lives;
+/// [`release`](LockGuard::release) ends it, and so does dropping the guard (without
+/// blocking: the release is spawned, and the ttl is the backstop).
+///
+/// ```no_run
+/// # async fn demo(client: lock_runtime::LockClient) -> Result<(), lock_runtime::LockError> {
+/// use lock_runtime::LockOptions;
+/// let guard = client.acquire("report:daily", &LockOptions::default().fencing(true)).await?;
+/// let token = guard.fencing_token(); // pass it to the storage you write
+/// // ... work, checking `guard.is_held()` or racing `guard.lost()` ...
+/// guard.release().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+#[must_use = "dropping the guard releases the lock at once"]
+pub struct LockGuard {
+    lease: Arc<Lease>,
+    client: LockClient,
+    min_hold: Option<Duration>,
+    runtime: tokio::runtime::Handle,
+    heartbeat: Option<AbortOnDropHandle<()>>,
+    /// Still owns the lease: dropping must release it.
+    armed: bool,
+}
+
+impl LockGuard {
+    pub(crate) fn new(
+        lease: Arc<Lease>,
+        client: LockClient,
+        min_hold: Option<Duration>,
+        runtime: tokio::runtime::Handle,
+        heartbeat: AbortOnDropHandle<()>,
+    ) -> Self {
+        LockGuard {
+            lease,
+            client,
+            min_hold,
+            runtime,
+            heartbeat: Some(heartbeat),
+            armed: true,
+        }
+    }
+
+    /// The lock's name.
+    pub fn name(&self) -> &str {
+        &self.lease.name
+    }
+
+    /// The fencing token of this acquisition, when the options asked for fencing:
+    /// strictly larger than every earlier token for the same name.
+    pub fn fencing_token(&self) -> Option<u64> {
+        self.lease.fence
+    }
+
+    /// True while the lease is valid: not lost, and within its local deadline.
+    pub fn is_held(&self) -> bool {
+        self.lease.is_held()
+    }
+
+    /// How long the lease is certainly still valid without another extend.
+    pub fn time_left(&self) -> Option<Duration> {
+        self.lease.time_left()
+    }
+
+    /// `Ok(())` while held, else the [`LockError::Lost`] saying why.
+    pub fn check(&self) -> Result<(), LockError> {
+        self.handle().check()
+    }
+
+    /// Completes with [`LockError::Lost`] when the lease is lost (never, if it is
+    /// released first). The future is `'static` and can be moved into a task.
+    pub fn lost(&self) -> impl Future<Output = LockError> + Send + use<> {
+        self.handle().lost()
+    }
+
+    /// A cheap, cloneable view of this lease for the code it protects.
+    pub fn handle(&self) -> LockHandle {
+        LockHandle {
+            lease: Arc::clone(&self.lease),
+        }
+    }
+
+    /// Stops the heartbeat and releases the lease (compare-and-delete, then a notice
+    /// that wakes waiters). With `min_hold`, an early release leaves the key to
+    /// expire at acquisition + `min_hold` instead.
+    ///
+    /// Returns [`LockError::Lost`] if the lease was already lost: whatever was done
+    /// under it may have overlapped with another holder.
+    pub async fn release(mut self) -> Result<(), LockError> {
+        self.heartbeat = None;
+        let lost_before = self.lease.is_lost().then(|| self.lease.lost_error());
+        let result = self.client.release_lease(&self.lease, self.min_hold).await;
+        // Only now: if this future is dropped mid-release, `Drop` still releases.
+        self.armed = false;
+        self.lease.ended();
+        match (lost_before, result) {
+            (Some(lost), _) => Err(lost),
+            (None, result) => result,
+        }
+    }
+
+    pub(crate) fn lease(&self) -> &Arc<Lease> {
+        &self.lease
+    }
+
+    /// Stops the heartbeat; returns the lease if it still has to be released.
+    fn disarm(&mut self) -> Option<Arc<Lease>> {
+        self.heartbeat = None;
+        std::mem::take(&mut self.armed).then(|| Arc::clone(&self.lease))
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        let Some(lease) = self.disarm() else {
+            return;
+        };
+        let client = self.client.clone();
+        let min_hold = self.min_hold;
+        tracing::debug!(lock = %lease.name, "guard dropped; releasing in the background");
+        // Never block in drop: the release runs on the runtime captured at acquire
+        // time. If that runtime is gone, the ttl frees the lock.
+        self.runtime.spawn(async move {
+            if let Err(error) = client.release_lease(&lease, min_hold).await {
+                tracing::debug!(%error, "background release after drop did not complete");
+            }
+            lease.ended();
+        });
+    }
+}
+
+/// What a protected body sees of its lease: fencing token, validity, loss.
+///
+/// Cheap to clone, `Send + Sync`, and usable after the guard is gone (it then
+/// reports the lease as no longer held).
+#[derive(Debug, Clone)]
+pub struct LockHandle {
+    lease: Arc<Lease>,
+}
+
+impl LockHandle {
+    /// The lock's name.
+    pub fn name(&self) -> &str {
+        &self.lease.name
+    }
+
+    /// The fencing token of this acquisition, when fencing is on.
+    pub fn fencing_token(&self) -> Option<u64> {
+        self.lease.fence
+    }
+
+    /// True while the lease is valid: not lost, and within its local deadline.
+    pub fn is_held(&self) -> bool {
+        self.lease.is_held()
+    }
+
+    /// How long the lease is certainly still valid without another extend.
+    pub fn time_left(&self) -> Option<Duration> {
+        self.lease.time_left()
+    }
+
+    /// `Ok(())` while held, else the [`LockError::Lost`] saying why; use it with `?`
+    /// before a step that must not run without the lock.
+    pub fn check(&self) -> Result<(), LockError> {
+        if self.lease.is_held() {
+            Ok(())
+        } else {
+            Err(self.lease.lost_error())
+        }
+    }
+
+    /// Completes with [`LockError::Lost`] when the lease is lost.
+    pub fn lost(&self) -> impl Future<Output = LockError> + Send + use<> {
+        let lease = Arc::clone(&self.lease);
+        let lost = lease.lost_token().clone().cancelled_owned();
+        async move {
+            lost.await;
+            lease.lost_error()
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! The background task that keeps a held lease alive.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::{Instant, sleep_until};
+
+use crate::lease::Lease;
+use crate::{LockClient, LostReason};
+
+/// Extends `lease` every `interval` until the task is dropped (the guard aborts it).
+///
+/// Marks the lease lost, and stops, when Redis refuses an extend, when the local
+/// deadline passes without a confirmed extend (Redis slow, paused or unreachable;
+/// an extend still in flight then is abandoned), or when `max_hold` is reached.
+/// A lost lease is never extended again.
+pub(crate) async fn keep_alive(
+    client: LockClient,
+    lease: Arc<Lease>,
+    interval: Duration,
+    max_hold: Option<Duration>,
+) {
+    let hold_limit = max_hold.map(|max| lease.acquired_at + max);
+    let retry_after_error =
+        (interval / 4).clamp(Duration::from_millis(1), Duration::from_millis(250));
+    let mut next_beat = lease.acquired_at + interval;
+    loop {
+        let wake = hold_limit.map_or(next_beat, |limit| next_beat.min(limit));
+        tokio::select! {
+            biased;
+            () = sleep_until(lease.valid_until()) => {
+                lease.mark_lost(LostReason::Expired);
+                return;
+            }
+            () = sleep_until(wake) => {}
+        }
+        if hold_limit.is_some_and(|limit| Instant::now() >= limit) {
+            lease.mark_lost(LostReason::MaxHold);
+            return;
+        }
+        let sent_at = Instant::now();
+        let outcome = tokio::select! {
+            biased;
+            () = sleep_until(lease.valid_until()) => {
+                lease.mark_lost(LostReason::Expired);
+                return;
+            }
+            outcome = client.extend_lease(&lease, lease.ttl) => outcome,
+        };
+        match outcome {
+            Ok(true) => {
+                lease.extended(sent_at);
+                next_beat = sent_at + interval;
+                tracing::trace!(lock = %lease.name, "lease extended");
+            }
+            Ok(false) => {
+                lease.mark_lost(LostReason::Refused);
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(lock = %lease.name, %error, "extend failed; retrying until the lease's local deadline");
+                next_beat = Instant::now() + retry_after_error;
+            }
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! The state of one held lease, shared by its guard, its handles and its heartbeat.
+
+use std::sync::{Mutex, OnceLock, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::{LockError, LostReason};
+
+/// How much of a lease the holder gives up to clock drift between it and Redis
+/// (as Redlock does: 1% of the ttl plus 2 ms).
+pub(crate) fn drift_allowance(ttl: Duration) -> Duration {
+    ttl / 100 + Duration::from_millis(2)
+}
+
+#[derive(Debug)]
+pub(crate) struct Lease {
+    pub(crate) name: String,
+    pub(crate) key: String,
+    pub(crate) token: String,
+    pub(crate) fence: Option<u64>,
+    pub(crate) ttl: Duration,
+    /// When the acquire that won this lease was sent.
+    pub(crate) acquired_at: Instant,
+    /// Local validity deadline: counted from when the last successful acquire or
+    /// extend was *sent*, minus the drift allowance. Past it the lease is presumed
+    /// lost whatever Redis says.
+    valid_until: Mutex<Instant>,
+    lost: CancellationToken,
+    lost_reason: OnceLock<LostReason>,
+}
+
+impl Lease {
+    pub(crate) fn new(
+        name: String,
+        key: String,
+        token: String,
+        fence: Option<u64>,
+        ttl: Duration,
+        acquired_at: Instant,
+    ) -> Self {
+        Lease {
+            name,
+            key,
+            token,
+            fence,
+            ttl,
+            acquired_at,
+            valid_until: Mutex::new(acquired_at + ttl.saturating_sub(drift_allowance(ttl))),
+            lost: CancellationToken::new(),
+            lost_reason: OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn valid_until(&self) -> Instant {
+        *self
+            .valid_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records a confirmed extend that was sent at `sent_at`.
+    pub(crate) fn extended(&self, sent_at: Instant) {
+        let until = sent_at + self.ttl.saturating_sub(drift_allowance(self.ttl));
+        let mut valid_until = self
+            .valid_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if until > *valid_until {
+            *valid_until = until;
+        }
+    }
+
+    /// Ends local validity without calling it lost (the holder released it).
+    pub(crate) fn ended(&self) {
+        *self
+            .valid_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = self.acquired_at;
+    }
+
+    pub(crate) fn mark_lost(&self, reason: LostReason) {
+        if self.lost_reason.set(reason).is_ok() {
+            tracing::warn!(lock = %self.name, %reason, "lease lost");
+        }
+        self.lost.cancel();
+    }
+
+    pub(crate) fn is_lost(&self) -> bool {
+        self.lost.is_cancelled()
+    }
+
+    pub(crate) fn is_held(&self) -> bool {
+        !self.is_lost() && Instant::now() < self.valid_until()
+    }
+
+    pub(crate) fn time_left(&self) -> Option<Duration> {
+        if self.is_lost() {
+            return None;
+        }
+        self.valid_until().checked_duration_since(Instant::now())
+    }
+
+    pub(crate) fn lost_token(&self) -> &CancellationToken {
+        &self.lost
+    }
+
+    pub(crate) fn lost_error(&self) -> LockError {
+        LockError::Lost {
+            name: self.name.clone(),
+            reason: self
+                .lost_reason
+                .get()
+                .copied()
+                .unwrap_or(LostReason::Expired),
+        }
+    }
+}

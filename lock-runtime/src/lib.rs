@@ -1,0 +1,45 @@
+//! Distributed locks on Redis that are safe to trust with money and data.
+//!
+//! A lock is a *lease* on one Redis key: taken in one round trip with a random
+//! 128-bit token, kept alive by a heartbeat owned by the holder, and released only
+//! by that holder (compare-and-delete). The holder counts the lease from when it
+//! *sent* each acquire or extend, so when Redis is slow, paused or gone it gives the
+//! lease up on its own before anyone else can be granted it. Optional fencing
+//! tokens let the storage you write reject a holder whose lease has passed on.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use lock_runtime::{LockClient, LockOptions, Wait};
+//!
+//! # async fn demo() -> Result<(), lock_runtime::LockError> {
+//! let client = LockClient::connect("redis://127.0.0.1:6379").await?;
+//! let options = LockOptions::new(Duration::from_secs(30)).wait(Wait::For(Duration::from_secs(5)));
+//!
+//! // Scoped: the body is dropped if the lease is lost, and the lock is released
+//! // however the body ends.
+//! client.run("invoice:42", &options, async { /* settle invoice 42 */ }).await?;
+//!
+//! // By hand: a guard with a background heartbeat.
+//! let guard = client.acquire("invoice:42", &options.clone().fencing(true)).await?;
+//! let fence = guard.fencing_token();
+//! guard.release().await?;
+//! # let _ = fence; Ok(()) }
+//! ```
+
+mod background;
+mod client;
+mod default;
+mod error;
+mod guard;
+mod heartbeat;
+mod lease;
+mod notices;
+mod options;
+mod scripts;
+mod token;
+
+pub use client::{DEFAULT_PREFIX, LockClient, LockClientBuilder, MAX_NAME_LEN};
+pub use default::{DEFAULT_REDIS_URL, default_client, set_default_client};
+pub use error::{LockError, LostReason};
+pub use guard::{LockGuard, LockHandle};
+pub use options::{LockOptions, Wait};

@@ -1,0 +1,239 @@
+//! Release notices: one RESP3 pub/sub connection per client, shared by all waiters.
+//!
+//! A waiter subscribes to its lock's notice channel before its second attempt, so a
+//! release between an attempt and the wait cannot be missed. Notices are only a hint
+//! to retry now; safety never depends on them, and without them waiters poll.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{ProtocolVersion, PushInfo, PushKind, Value};
+use tokio::sync::watch;
+
+/// The waiters' side: channel name -> (number of waiters, wake-up signal).
+type Registry = Arc<Mutex<HashMap<String, Channel>>>;
+
+#[derive(Debug)]
+struct Channel {
+    waiters: usize,
+    signal: watch::Sender<u64>,
+}
+
+pub(crate) struct Notices {
+    redis: redis::Client,
+    connect_timeout: Duration,
+    runtime: tokio::runtime::Handle,
+    registry: Registry,
+    /// The pub/sub connection (made on first need) and the channels it is subscribed
+    /// to. Held across SUBSCRIBE/UNSUBSCRIBE so those commands apply in order.
+    connection: tokio::sync::Mutex<Option<(ConnectionManager, HashSet<String>)>>,
+}
+
+impl std::fmt::Debug for Notices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Notices").finish_non_exhaustive()
+    }
+}
+
+/// One waiter's interest in one channel; dropping it unsubscribes when it was the last.
+pub(crate) struct Subscription {
+    notices: Arc<Notices>,
+    channel: String,
+    signal: watch::Receiver<u64>,
+    /// False when the pub/sub connection could not be made: the waiter only polls.
+    pub(crate) live: bool,
+}
+
+fn lock_registry(registry: &Registry) -> std::sync::MutexGuard<'_, HashMap<String, Channel>> {
+    // A panic elsewhere while holding this lock leaves the map consistent (each
+    // mutation is a single step), so a poisoned lock is safe to keep using.
+    registry.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Notices {
+    pub(crate) fn new(
+        redis: redis::Client,
+        connect_timeout: Duration,
+        runtime: tokio::runtime::Handle,
+    ) -> Self {
+        Notices {
+            redis,
+            connect_timeout,
+            runtime,
+            registry: Arc::default(),
+            connection: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Registers a waiter on `channel` and makes sure the connection is subscribed.
+    pub(crate) async fn subscribe(self: &Arc<Self>, channel: &str) -> Subscription {
+        let signal = {
+            let mut registry = lock_registry(&self.registry);
+            let entry = registry
+                .entry(channel.to_owned())
+                .or_insert_with(|| Channel {
+                    waiters: 0,
+                    signal: watch::channel(0).0,
+                });
+            entry.waiters += 1;
+            entry.signal.subscribe()
+        };
+        let live = self.ensure_subscribed(channel).await;
+        Subscription {
+            notices: Arc::clone(self),
+            channel: channel.to_owned(),
+            signal,
+            live,
+        }
+    }
+
+    async fn ensure_subscribed(&self, channel: &str) -> bool {
+        let mut connection = self.connection.lock().await;
+        if connection.is_none() {
+            match self.connect().await {
+                Ok(manager) => *connection = Some((manager, HashSet::new())),
+                Err(error) => {
+                    tracing::warn!(%error, "release notices unavailable; waiters will poll");
+                    return false;
+                }
+            }
+        }
+        let Some((manager, subscribed)) = connection.as_mut() else {
+            return false;
+        };
+        if subscribed.contains(channel) {
+            return true;
+        }
+        match tokio::time::timeout(self.connect_timeout, manager.subscribe(channel)).await {
+            Ok(Ok(())) => {
+                subscribed.insert(channel.to_owned());
+                true
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(%error, channel, "SUBSCRIBE failed; this waiter will poll");
+                false
+            }
+            Err(_) => {
+                tracing::warn!(channel, "SUBSCRIBE timed out; this waiter will poll");
+                false
+            }
+        }
+    }
+
+    async fn connect(&self) -> redis::RedisResult<ConnectionManager> {
+        let info = self.redis.get_connection_info().clone();
+        let settings = info
+            .redis_settings()
+            .clone()
+            .set_protocol(ProtocolVersion::RESP3);
+        let client = redis::Client::open(info.set_redis_settings(settings))?;
+        let registry = Arc::clone(&self.registry);
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_push_sender(move |push: PushInfo| {
+                dispatch(&registry, push);
+                Ok::<(), redis::aio::SendError>(())
+            })
+            .set_automatic_resubscription();
+        // Made on the client's own runtime, so the connection outlives the waiter's.
+        let connect = self
+            .runtime
+            .spawn(async move { ConnectionManager::new_with_config(client, config).await });
+        match tokio::time::timeout(self.connect_timeout, connect).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join_error)) => Err(redis::RedisError::from((
+                redis::ErrorKind::Io,
+                "pub/sub connection task failed",
+                join_error.to_string(),
+            ))),
+            Err(_) => Err(redis::RedisError::from((
+                redis::ErrorKind::Io,
+                "pub/sub connection timed out",
+            ))),
+        }
+    }
+
+    async fn unsubscribe_if_unused(&self, channel: String) {
+        let mut connection = self.connection.lock().await;
+        let still_wanted = lock_registry(&self.registry).contains_key(&channel);
+        if still_wanted {
+            return;
+        }
+        if let Some((manager, subscribed)) = connection.as_mut()
+            && subscribed.remove(&channel)
+        {
+            let _ = tokio::time::timeout(self.connect_timeout, manager.unsubscribe(&channel)).await;
+        }
+    }
+}
+
+/// Runs on the pub/sub connection's reader: wakes the waiters of a released lock, or
+/// every waiter when the connection dropped (notices may have been missed).
+fn dispatch(registry: &Registry, push: PushInfo) {
+    let registry = lock_registry(registry);
+    match push.kind {
+        PushKind::Message => {
+            let channel = match push.data.first() {
+                Some(Value::BulkString(bytes)) => String::from_utf8_lossy(bytes),
+                _ => return,
+            };
+            if let Some(entry) = registry.get(channel.as_ref()) {
+                entry.signal.send_modify(|n| *n = n.wrapping_add(1));
+            }
+        }
+        PushKind::Disconnection => {
+            for entry in registry.values() {
+                entry.signal.send_modify(|n| *n = n.wrapping_add(1));
+            }
+        }
+        _ => {}
+    }
+}
+
+impl Subscription {
+    /// Marks every notice so far as seen; call right before an attempt.
+    pub(crate) fn mark_seen(&mut self) {
+        self.signal.borrow_and_update();
+    }
+
+    /// Waits for a notice newer than the last `mark_seen`, or until `until`.
+    pub(crate) async fn wait(&mut self, until: tokio::time::Instant) {
+        tokio::select! {
+            changed = self.signal.changed() => {
+                if changed.is_err() {
+                    // Cannot happen while this subscription is registered; never spin.
+                    tokio::time::sleep_until(until).await;
+                }
+            }
+            () = tokio::time::sleep_until(until) => {}
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let last = {
+            let mut registry = lock_registry(&self.notices.registry);
+            match registry.get_mut(&self.channel) {
+                Some(entry) => {
+                    entry.waiters = entry.waiters.saturating_sub(1);
+                    if entry.waiters == 0 {
+                        registry.remove(&self.channel);
+                        true
+                    } else {
+                        false
+                    }
+                }
+                None => false,
+            }
+        };
+        if last {
+            let notices = Arc::clone(&self.notices);
+            let channel = std::mem::take(&mut self.channel);
+            let runtime = notices.runtime.clone();
+            runtime.spawn(async move { notices.unsubscribe_if_unused(channel).await });
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! How to take and keep one lease.
+
+use std::time::Duration;
+
+use crate::LockError;
+
+/// How long [`LockClient::acquire`](crate::LockClient::acquire) waits for a busy lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Wait {
+    /// Try once; a busy lock is [`LockError::Busy`].
+    TryOnce,
+    /// Wait up to this long; still busy then is [`LockError::Timeout`].
+    /// `Wait::For(Duration::ZERO)` is the same as `TryOnce`.
+    For(Duration),
+    /// Wait until the lock is ours (mutex semantics).
+    #[default]
+    Forever,
+}
+
+/// The lease's terms: length, waiting, heartbeat, fencing and hold bounds.
+///
+/// Built with chained setters from [`LockOptions::new`] or `Default` (ttl 30 s, wait
+/// forever, heartbeat every ttl/3, no fencing, no hold bounds):
+///
+/// ```
+/// use std::time::Duration;
+/// use lock_runtime::{LockOptions, Wait};
+///
+/// let options = LockOptions::new(Duration::from_secs(10))
+///     .wait(Wait::For(Duration::from_secs(2)))
+///     .fencing(true);
+/// assert_eq!(options.heartbeat_interval(), Duration::from_millis(3333));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct LockOptions {
+    /// Lease length: without a heartbeat the lock frees itself this long after the
+    /// last acquire or extend.
+    pub ttl: Duration,
+    /// How long to wait for a busy lock.
+    pub wait: Wait,
+    /// How often the holder extends the lease; `None` means ttl / 3. Must be < ttl.
+    pub heartbeat: Option<Duration>,
+    /// Hand out a strictly increasing fencing token with each acquisition.
+    pub fencing: bool,
+    /// Upper bound on one hold: past it the lease is no longer extended and is
+    /// reported lost.
+    pub max_hold: Option<Duration>,
+    /// Lower bound on one hold: releasing sooner leaves the key to expire at
+    /// acquisition + `min_hold` instead of deleting it (for scheduled jobs).
+    pub min_hold: Option<Duration>,
+}
+
+impl Default for LockOptions {
+    fn default() -> Self {
+        LockOptions::new(Duration::from_secs(30))
+    }
+}
+
+impl LockOptions {
+    /// Options with the given lease length and every other field at its default.
+    pub fn new(ttl: Duration) -> Self {
+        LockOptions {
+            ttl,
+            wait: Wait::Forever,
+            heartbeat: None,
+            fencing: false,
+            max_hold: None,
+            min_hold: None,
+        }
+    }
+
+    /// Sets the lease length.
+    #[must_use]
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// Sets how long to wait for a busy lock.
+    #[must_use]
+    pub fn wait(mut self, wait: Wait) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    /// Sets the heartbeat interval (must be shorter than the ttl).
+    #[must_use]
+    pub fn heartbeat(mut self, interval: Duration) -> Self {
+        self.heartbeat = Some(interval);
+        self
+    }
+
+    /// Turns fencing tokens on or off.
+    #[must_use]
+    pub fn fencing(mut self, on: bool) -> Self {
+        self.fencing = on;
+        self
+    }
+
+    /// Sets the longest one hold may last.
+    #[must_use]
+    pub fn max_hold(mut self, max_hold: Duration) -> Self {
+        self.max_hold = Some(max_hold);
+        self
+    }
+
+    /// Sets the shortest one hold lasts (the key outlives an early release).
+    #[must_use]
+    pub fn min_hold(mut self, min_hold: Duration) -> Self {
+        self.min_hold = Some(min_hold);
+        self
+    }
+
+    /// The effective heartbeat interval: the configured one, or ttl / 3.
+    pub fn heartbeat_interval(&self) -> Duration {
+        self.heartbeat.unwrap_or(self.ttl / 3)
+    }
+
+    /// Checks that the options are consistent; `acquire` calls this first.
+    pub fn validate(&self, name: &str) -> Result<(), LockError> {
+        let config = |reason: String| LockError::Config {
+            subject: format!("lock `{name}`"),
+            reason,
+        };
+        if self.ttl < Duration::from_millis(1) {
+            return Err(config(format!(
+                "ttl must be at least 1 ms, got {:?}",
+                self.ttl
+            )));
+        }
+        if self.ttl.as_millis() > i64::MAX as u128 {
+            return Err(config(format!("ttl {:?} is too long for Redis", self.ttl)));
+        }
+        let heartbeat = self.heartbeat_interval();
+        if heartbeat.is_zero() || heartbeat >= self.ttl {
+            return Err(config(format!(
+                "heartbeat must be > 0 and < ttl ({:?}), got {:?}",
+                self.ttl, heartbeat
+            )));
+        }
+        if let (Some(min), Some(max)) = (self.min_hold, self.max_hold)
+            && min > max
+        {
+            return Err(config(format!(
+                "min_hold ({min:?}) must not exceed max_hold ({max:?})"
+            )));
+        }
+        if self.max_hold.is_some_and(|max| max.is_zero()) {
+            return Err(config("max_hold must be > 0".to_owned()));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,208 @@
+//! Test support: real `redis-server` processes on free loopback ports (or unix
+//! sockets), each in its own temporary directory, killed on drop.
+//!
+//! Tests never touch a server they did not start, so they run in parallel and can
+//! pause (`SIGSTOP`), kill and restart their server at will.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+/// A `redis-server` process owned by one test.
+#[derive(Debug)]
+pub struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    socket: Option<PathBuf>,
+    extra_args: Vec<String>,
+    dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    /// Starts a server on a free loopback port.
+    pub fn start() -> RedisServer {
+        RedisServer::start_with(&[])
+    }
+
+    /// Starts a server with extra command-line settings (e.g. `["--requirepass", "pw"]`).
+    pub fn start_with(args: &[&str]) -> RedisServer {
+        let dir = tempfile::tempdir().expect("temp dir for redis-server");
+        let mut server = RedisServer {
+            child: None,
+            port: 0,
+            socket: None,
+            extra_args: args.iter().map(|a| (*a).to_owned()).collect(),
+            dir,
+        };
+        for _ in 0..10 {
+            server.port = free_port();
+            if server.spawn() {
+                return server;
+            }
+        }
+        panic!("could not start redis-server on a free port after 10 tries");
+    }
+
+    /// Starts a server listening only on a unix socket in its temp dir.
+    pub fn start_unix() -> RedisServer {
+        let dir = tempfile::tempdir().expect("temp dir for redis-server");
+        let socket = dir.path().join("redis.sock");
+        let mut server = RedisServer {
+            child: None,
+            port: 0,
+            socket: Some(socket),
+            extra_args: Vec::new(),
+            dir,
+        };
+        assert!(
+            server.spawn(),
+            "redis-server on a unix socket did not start"
+        );
+        server
+    }
+
+    /// The URL to reach this server.
+    pub fn url(&self) -> String {
+        match &self.socket {
+            Some(socket) => format!("redis+unix://{}", socket.display()),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// The URL with credentials.
+    pub fn url_with_password(&self, password: &str) -> String {
+        format!("redis://:{password}@127.0.0.1:{}", self.port)
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("server is running").id()
+    }
+
+    /// Freezes the server (`SIGSTOP`): connections stay open, nothing is answered.
+    pub fn pause(&self) {
+        signal("-STOP", self.pid());
+    }
+
+    /// Thaws a paused server (`SIGCONT`).
+    pub fn resume(&self) {
+        signal("-CONT", self.pid());
+    }
+
+    /// Kills the server (`SIGKILL`) and waits for it to exit.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal("-CONT", child.id());
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills the server and starts a fresh one (empty data) on the same address.
+    pub fn restart(&mut self) {
+        self.kill();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.spawn() {
+            assert!(Instant::now() < deadline, "redis-server did not restart");
+            sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A plain synchronous connection for inspecting and poking the server.
+    pub fn connection(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .and_then(|client| client.get_connection_with_timeout(Duration::from_secs(5)))
+            .expect("connect to the test server")
+    }
+
+    fn spawn(&mut self) -> bool {
+        let mut command = Command::new("redis-server");
+        command
+            .args(["--save", "", "--appendonly", "no", "--bind", "127.0.0.1"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .arg("--logfile")
+            .arg(self.dir.path().join("redis.log"));
+        match &self.socket {
+            Some(socket) => {
+                command.args(["--port", "0", "--unixsocket"]).arg(socket);
+            }
+            None => {
+                command.args(["--port", &self.port.to_string()]);
+            }
+        }
+        command
+            .args(&self.extra_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = match command.spawn() {
+            Ok(child) => child,
+            Err(error) => panic!(
+                "cannot run redis-server ({error}); install it (e.g. `apt-get install -y redis-server`)"
+            ),
+        };
+        // Ready when it answers PING; give up if it exits (port taken) or stays silent.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let probe_url = match &self.socket {
+            Some(socket) => format!("redis+unix://{}", socket.display()),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        };
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                return false;
+            }
+            if ping(&probe_url) {
+                self.child = Some(child);
+                return true;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+            sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// True if something answers PING at `url` (an auth error counts: it is up).
+fn ping(url: &str) -> bool {
+    let Ok(client) = redis::Client::open(url) else {
+        return false;
+    };
+    let Ok(mut connection) = client.get_connection_with_timeout(Duration::from_millis(200)) else {
+        return false;
+    };
+    match redis::cmd("PING").query::<String>(&mut connection) {
+        Ok(_) => true,
+        Err(error) => error.code().is_some(),
+    }
+}
+
+/// A loopback TCP port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("bind an ephemeral port")
+}
+
+fn signal(which: &str, pid: u32) {
+    let status = Command::new("kill")
+        .arg(which)
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {which} {pid} failed");
+}

@@ -1,0 +1,141 @@
+use std::time::Duration;
+
+use lock_runtime::{LockError, Wait};
+use tests::RedisServer;
+use tokio::time::Instant;
+
+use crate::{client, try_once, ttl};
+
+#[tokio::test]
+async fn try_once_on_a_busy_lock_is_busy_with_a_retry_hint() {
+    let server = RedisServer::start();
+    let holder = client(&server.url()).await;
+    let guard = holder.acquire("busy", &ttl(10_000)).await.unwrap();
+    let started = Instant::now();
+    let error = client(&server.url())
+        .await
+        .acquire("busy", &try_once(1_000))
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_millis(500));
+    let LockError::Busy {
+        ref name,
+        retry_after,
+    } = error
+    else {
+        panic!("expected Busy, got {error}");
+    };
+    assert_eq!(name, "busy");
+    let retry_after = retry_after.expect("the holder's remaining lease");
+    assert!(retry_after > Duration::from_secs(5) && retry_after <= Duration::from_secs(10));
+    assert!(error.to_string().contains("lock `busy` is busy"), "{error}");
+    guard.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_bounded_wait_times_out_after_about_that_long() {
+    let server = RedisServer::start();
+    let holder = client(&server.url()).await;
+    let guard = holder.acquire("slow", &ttl(10_000)).await.unwrap();
+    let waiter = client(&server.url()).await;
+    let started = Instant::now();
+    let error = waiter
+        .acquire(
+            "slow",
+            &ttl(1_000).wait(Wait::For(Duration::from_millis(700))),
+        )
+        .await
+        .unwrap_err();
+    let waited = started.elapsed();
+    assert!(matches!(error, LockError::Timeout { .. }), "{error}");
+    assert!(waited >= Duration::from_millis(700), "{waited:?}");
+    assert!(waited < Duration::from_millis(1_500), "{waited:?}");
+    assert!(
+        error.to_string().contains("waiting for lock `slow`"),
+        "{error}"
+    );
+    guard.release().await.unwrap();
+}
+
+/// Waiters that have backed off for seconds (their polling pause is then seconds
+/// long) are woken by the release notice within milliseconds. Three locks at once,
+/// so a lucky poll cannot pass the test for a broken notice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_wakes_a_waiter_promptly() {
+    let server = RedisServer::start();
+    let holder = client(&server.url()).await;
+    let waiter = client(&server.url()).await;
+    let names = ["wake:a", "wake:b", "wake:c"];
+    let mut guards = Vec::new();
+    for name in names {
+        guards.push(holder.acquire(name, &ttl(60_000)).await.unwrap());
+    }
+    let mut waits = Vec::new();
+    for name in names {
+        let waiter = waiter.clone();
+        waits.push(tokio::spawn(async move {
+            let guard = waiter.acquire(name, &ttl(5_000)).await.unwrap();
+            let acquired = Instant::now();
+            guard.release().await.unwrap();
+            acquired
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let released = Instant::now();
+    for guard in guards {
+        guard.release().await.unwrap();
+    }
+    for wait in waits {
+        let latency = wait.await.unwrap() - released;
+        assert!(
+            latency < Duration::from_millis(300),
+            "woken after {latency:?}"
+        );
+    }
+}
+
+/// Release notices are a hint: a lock whose holder vanished (no notice) is taken by
+/// a waiter once the holder's lease runs out, without waiting out a long backoff.
+#[tokio::test]
+async fn a_waiter_takes_an_expired_lock_without_a_notice() {
+    let server = RedisServer::start();
+    let waiter = client(&server.url()).await;
+    let _: () = redis::cmd("SET")
+        .arg(waiter.key_for("ghost"))
+        .arg("someone-else")
+        .arg("PX")
+        .arg(1_200)
+        .query(&mut server.connection())
+        .unwrap();
+    let started = Instant::now();
+    let guard = waiter
+        .acquire(
+            "ghost",
+            &ttl(1_000).wait(Wait::For(Duration::from_secs(10))),
+        )
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(1_000), "{waited:?}");
+    assert!(waited < Duration::from_millis(2_500), "{waited:?}");
+    guard.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_client_recovers_after_a_server_restart() {
+    let mut server = RedisServer::start();
+    let locks = client(&server.url()).await;
+    locks.run("restart", &ttl(1_000), async {}).await.unwrap();
+    server.restart();
+    // The first call after the restart may see the dropped connection; the client
+    // reconnects and the scripts are reloaded after NOSCRIPT.
+    let mut outcome = locks.run("restart", &ttl(1_000), async { 1 }).await;
+    for _ in 0..20 {
+        if outcome.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        outcome = locks.run("restart", &ttl(1_000), async { 1 }).await;
+    }
+    assert_eq!(outcome.unwrap(), 1);
+}
