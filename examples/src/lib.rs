@@ -1,1 +1,187 @@
+//! Shared plumbing for the examples: seed-style logging and finding (or starting) a
+//! Redis to run against.
 
+use std::fmt;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lock_runtime::{LockClient, LockError};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+/// Logs as the seed experiment did: `2017-08-21 12:10:19,045 - INFO - message`.
+#[derive(Debug, Clone, Copy)]
+pub struct SeedStyle;
+
+impl<S, N> FormatEvent<S, N> for SeedStyle
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let now = chrono::Local::now().format("%Y-%m-%d %H:%M:%S,%3f");
+        let level = match *event.metadata().level() {
+            tracing::Level::WARN => "WARNING".to_owned(),
+            level => level.to_string(),
+        };
+        write!(writer, "{now} - {level} - ")?;
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
+}
+
+/// Seed-style logs on stderr; `RUST_LOG` filters (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .event_format(SeedStyle)
+        .init();
+}
+
+/// A Redis for an example to use: `REDIS_URL` if set; else the local server on
+/// 127.0.0.1:6379 if it answers; else a private `redis-server` started from `PATH`
+/// for this run (stopped when the returned value is dropped).
+#[derive(Debug)]
+pub struct DemoRedis {
+    /// The URL to connect to.
+    pub url: String,
+    private: Option<(Child, tempfile::TempDir)>,
+}
+
+impl Drop for DemoRedis {
+    fn drop(&mut self) {
+        if let Some((child, _dir)) = self.private.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl DemoRedis {
+    /// Finds or starts a Redis; the error says what to do when there is none.
+    pub async fn find_or_start() -> Result<DemoRedis, String> {
+        if let Ok(url) = std::env::var("REDIS_URL") {
+            return Ok(DemoRedis { url, private: None });
+        }
+        DemoRedis::find_or_start_at(lock_runtime::DEFAULT_REDIS_URL, "redis-server").await
+    }
+
+    /// Uses the server at `url` if it answers, else starts `binary` on a free port.
+    pub async fn find_or_start_at(url: &str, binary: &str) -> Result<DemoRedis, String> {
+        let url = url.to_owned();
+        let probe = LockClient::builder(url.as_str())
+            .connect_timeout(Duration::from_secs(1))
+            .connect()
+            .await;
+        match probe {
+            Ok(_) => return Ok(DemoRedis { url, private: None }),
+            Err(error @ LockError::Connection { .. })
+                if error.to_string().contains("authentication") =>
+            {
+                return Err(format!("{error}; set REDIS_URL with the credentials"));
+            }
+            Err(_) => {}
+        }
+        let private = start_private_redis(&url, binary)?;
+        tracing::info!(
+            "nothing answers at {url} and REDIS_URL is unset: started a private redis-server at {} for this run",
+            private.url
+        );
+        Ok(private)
+    }
+}
+
+fn start_private_redis(url: &str, binary: &str) -> Result<DemoRedis, String> {
+    let no_binary = |error: std::io::Error| {
+        format!(
+            "no Redis answers at {url} and REDIS_URL is unset, and `{binary}` cannot be run ({error}). \
+             Install it (Debian/Ubuntu: `apt-get install -y redis-server`, macOS: `brew install redis`) \
+             or set REDIS_URL=redis://host:port"
+        )
+    };
+    let dir = tempfile::tempdir().map_err(|error| format!("cannot make a temp dir: {error}"))?;
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .map_err(|error| format!("cannot find a free port: {error}"))?;
+    let child = Command::new(binary)
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .arg("--dir")
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(no_binary)?;
+    let server = DemoRedis {
+        url: format!("redis://127.0.0.1:{port}"),
+        private: Some((child, dir)),
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(server);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err(format!(
+        "the private redis-server on port {port} did not start within 10 s"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unused_url() -> String {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or(1);
+        format!("redis://127.0.0.1:{port}")
+    }
+
+    #[tokio::test]
+    async fn starts_a_private_server_when_nothing_answers() {
+        let redis = DemoRedis::find_or_start_at(&unused_url(), "redis-server").await;
+        let redis = match redis {
+            Ok(redis) => redis,
+            Err(problem) => panic!("{problem}"),
+        };
+        assert!(redis.private.is_some());
+        assert!(LockClient::connect(&redis.url).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn without_a_binary_the_error_says_how_to_get_one() {
+        let problem = DemoRedis::find_or_start_at(&unused_url(), "no-such-redis-server-binary")
+            .await
+            .err()
+            .unwrap_or_default();
+        assert!(
+            problem.contains("apt-get install -y redis-server"),
+            "{problem}"
+        );
+        assert!(problem.contains("REDIS_URL"), "{problem}");
+    }
+}
