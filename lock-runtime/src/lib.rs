@@ -26,6 +26,11 @@
 //! # let _ = fence; Ok(()) }
 //! ```
 
+// The README's code blocks compile as doctests, so it cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
+
 mod background;
 mod client;
 mod default;

@@ -27,10 +27,10 @@ pub enum Wait {
 /// use std::time::Duration;
 /// use lock_runtime::{LockOptions, Wait};
 ///
-/// let options = LockOptions::new(Duration::from_secs(10))
+/// let options = LockOptions::new(Duration::from_secs(9))
 ///     .wait(Wait::For(Duration::from_secs(2)))
 ///     .fencing(true);
-/// assert_eq!(options.heartbeat_interval(), Duration::from_millis(3333));
+/// assert_eq!(options.heartbeat_interval(), Duration::from_secs(3));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
