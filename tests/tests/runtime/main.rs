@@ -3,6 +3,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod bad_input;
+mod default_client;
 mod fencing;
 mod lease;
 mod mutual_exclusion;
