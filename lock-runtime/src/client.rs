@@ -96,9 +96,18 @@ pub struct LockClientBuilder {
     prefix: String,
     connect_timeout: Duration,
     response_timeout: Duration,
+    tls_root_certificate: Option<Vec<u8>>,
 }
 
 impl LockClientBuilder {
+    /// For `rediss://` URLs: trust this CA certificate (PEM) instead of the public
+    /// web roots, e.g. for a server whose certificate your organisation signs.
+    #[cfg(feature = "tls")]
+    pub fn tls_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_root_certificate = Some(pem.into());
+        self
+    }
+
     /// Prefix of every key and channel this client uses (default `lock:`).
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
@@ -122,9 +131,11 @@ impl LockClientBuilder {
     ///
     /// Must be called inside a tokio runtime; the client's connections live on it.
     pub async fn connect(self) -> Result<LockClient, LockError> {
-        let redis = redis::Client::open(self.url.as_str()).map_err(|error| LockError::Config {
-            subject: format!("Redis URL `{}`", redact_url(&self.url)),
-            reason: url_error_hint(&error),
+        let redis = open_client(&self.url, self.tls_root_certificate.clone()).map_err(|error| {
+            LockError::Config {
+                subject: format!("Redis URL `{}`", redact_url(&self.url)),
+                reason: url_error_hint(&error),
+            }
         })?;
         let server = redis.get_connection_info().addr().to_string();
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| LockError::Config {
@@ -235,6 +246,7 @@ impl LockClient {
             prefix: DEFAULT_PREFIX.to_owned(),
             connect_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(5),
+            tls_root_certificate: None,
         }
     }
 
@@ -562,6 +574,23 @@ pub(crate) fn validate_name(name: &str) -> Result<(), LockError> {
         name: shown,
         reason,
     })
+}
+
+fn open_client(
+    url: &str,
+    tls_root_certificate: Option<Vec<u8>>,
+) -> redis::RedisResult<redis::Client> {
+    match tls_root_certificate {
+        #[cfg(feature = "tls")]
+        Some(root_cert) => redis::Client::build_with_tls(
+            url,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(root_cert),
+            },
+        ),
+        _ => redis::Client::open(url),
+    }
 }
 
 /// The URL with any password replaced by `***`, for error messages.

@@ -19,6 +19,8 @@ pub struct RedisServer {
     port: u16,
     socket: Option<PathBuf>,
     extra_args: Vec<String>,
+    /// The CA certificate (PEM) when the server speaks only TLS.
+    tls_ca: Option<Vec<u8>>,
     dir: tempfile::TempDir,
 }
 
@@ -36,6 +38,7 @@ impl RedisServer {
             port: 0,
             socket: None,
             extra_args: args.iter().map(|a| (*a).to_owned()).collect(),
+            tls_ca: None,
             dir,
         };
         for _ in 0..10 {
@@ -56,6 +59,7 @@ impl RedisServer {
             port: 0,
             socket: Some(socket),
             extra_args: Vec::new(),
+            tls_ca: None,
             dir,
         };
         assert!(
@@ -65,11 +69,114 @@ impl RedisServer {
         server
     }
 
+    /// Starts a server that speaks only TLS, with a certificate for 127.0.0.1 signed
+    /// by a fresh CA (see [`tls_ca`](Self::tls_ca)); needs `openssl` on `PATH`.
+    pub fn start_tls() -> RedisServer {
+        let dir = tempfile::tempdir().expect("temp dir for redis-server");
+        let path = |name: &str| dir.path().join(name).display().to_string();
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        openssl(
+            &[
+                &["req", "-x509"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    &path("ca.key"),
+                    "-out",
+                    &path("ca.crt"),
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=lock-runtime test CA",
+                ],
+            ]
+            .concat(),
+        );
+        openssl(
+            &[
+                &["req"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    &path("server.key"),
+                    "-out",
+                    &path("server.csr"),
+                    "-subj",
+                    "/CN=127.0.0.1",
+                ],
+            ]
+            .concat(),
+        );
+        std::fs::write(
+            path("san.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        )
+        .expect("write san.ext");
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &path("server.csr"),
+            "-CA",
+            &path("ca.crt"),
+            "-CAkey",
+            &path("ca.key"),
+            "-CAcreateserial",
+            "-out",
+            &path("server.crt"),
+            "-days",
+            "2",
+            "-extfile",
+            &path("san.ext"),
+        ]);
+        let tls_ca = std::fs::read(path("ca.crt")).expect("read the CA certificate");
+        let extra_args = [
+            "--tls-cert-file",
+            &path("server.crt"),
+            "--tls-key-file",
+            &path("server.key"),
+            "--tls-ca-cert-file",
+            &path("ca.crt"),
+            "--tls-auth-clients",
+            "no",
+        ]
+        .iter()
+        .map(|a| (*a).to_owned())
+        .collect();
+        let mut server = RedisServer {
+            child: None,
+            port: 0,
+            socket: None,
+            extra_args,
+            tls_ca: Some(tls_ca),
+            dir,
+        };
+        for _ in 0..10 {
+            server.port = free_port();
+            if server.spawn() {
+                return server;
+            }
+        }
+        panic!("could not start a TLS redis-server");
+    }
+
+    /// The CA certificate (PEM) that signed a TLS server's certificate.
+    pub fn tls_ca(&self) -> Option<&[u8]> {
+        self.tls_ca.as_deref()
+    }
+
     /// The URL to reach this server.
     pub fn url(&self) -> String {
-        match &self.socket {
-            Some(socket) => format!("redis+unix://{}", socket.display()),
-            None => format!("redis://127.0.0.1:{}", self.port),
+        match (&self.socket, &self.tls_ca) {
+            (Some(socket), _) => format!("redis+unix://{}", socket.display()),
+            (None, Some(_)) => format!("rediss://127.0.0.1:{}", self.port),
+            (None, None) => format!("redis://127.0.0.1:{}", self.port),
         }
     }
 
@@ -127,11 +234,14 @@ impl RedisServer {
             .arg(self.dir.path())
             .arg("--logfile")
             .arg(self.dir.path().join("redis.log"));
-        match &self.socket {
-            Some(socket) => {
+        match (&self.socket, &self.tls_ca) {
+            (Some(socket), _) => {
                 command.args(["--port", "0", "--unixsocket"]).arg(socket);
             }
-            None => {
+            (None, Some(_)) => {
+                command.args(["--port", "0", "--tls-port", &self.port.to_string()]);
+            }
+            (None, None) => {
                 command.args(["--port", &self.port.to_string()]);
             }
         }
@@ -148,15 +258,17 @@ impl RedisServer {
         };
         // Ready when it answers PING; give up if it exits (port taken) or stays silent.
         let deadline = Instant::now() + Duration::from_secs(10);
-        let probe_url = match &self.socket {
-            Some(socket) => format!("redis+unix://{}", socket.display()),
-            None => format!("redis://127.0.0.1:{}", self.port),
-        };
+        let probe_url = self.url();
         loop {
             if let Ok(Some(_)) = child.try_wait() {
                 return false;
             }
-            if ping(&probe_url) {
+            let ready = if self.tls_ca.is_some() {
+                std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            } else {
+                ping(&probe_url)
+            };
+            if ready {
                 self.child = Some(child);
                 return true;
             }
@@ -196,6 +308,18 @@ pub fn free_port() -> u16 {
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
         .expect("bind an ephemeral port")
+}
+
+fn openssl(args: &[&str]) {
+    let output = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("run openssl (needed for the TLS test)");
+    assert!(
+        output.status.success(),
+        "openssl {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 fn signal(which: &str, pid: u32) {

@@ -107,3 +107,30 @@ async fn a_wrong_or_missing_password_is_an_authentication_error() {
     let locks = client(&server.url_with_password("right")).await;
     locks.run("authed", &ttl(1_000), async {}).await.unwrap();
 }
+
+#[tokio::test]
+async fn rediss_with_a_private_ca_works_and_an_untrusted_certificate_is_refused() {
+    let server = RedisServer::start_tls();
+    let ca = server.tls_ca().unwrap().to_vec();
+    let locks = LockClient::builder(server.url())
+        .tls_root_certificate(ca)
+        .connect()
+        .await
+        .unwrap();
+    let fenced = locks
+        .run_with("tls", &ttl(1_000).fencing(true), |lock| async move {
+            lock.fencing_token()
+        })
+        .await
+        .unwrap();
+    assert!(fenced.is_some());
+
+    // Without the CA the server's certificate is not trusted: a clear error.
+    let error = LockClient::builder(server.url())
+        .connect_timeout(Duration::from_secs(2))
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(matches!(error, LockError::Connection { .. }), "{error}");
+    assert!(error.to_string().contains("certificate"), "{error}");
+}
