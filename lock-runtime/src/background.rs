@@ -3,11 +3,21 @@
 //! It hosts what must outlive any one caller's runtime: the lazily made default
 //! client's connections (a `#[tokio::test]` runtime ends with its test).
 
+use std::cell::Cell;
 use std::sync::OnceLock;
 
 use crate::LockError;
 
 static RUNTIME: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
+
+thread_local! {
+    static ON_BACKGROUND: Cell<bool> = const { Cell::new(false) };
+}
+
+/// True on the background runtime's own threads (where blocking on it would deadlock).
+pub(crate) fn on_background_thread() -> bool {
+    ON_BACKGROUND.with(Cell::get)
+}
 
 /// A handle on the background runtime, started on first use.
 pub(crate) fn handle() -> Result<tokio::runtime::Handle, LockError> {
@@ -15,6 +25,7 @@ pub(crate) fn handle() -> Result<tokio::runtime::Handle, LockError> {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("lock-runtime")
+            .on_thread_start(|| ON_BACKGROUND.with(|flag| flag.set(true)))
             .enable_all()
             .build()
             .map_err(|error| error.to_string())

@@ -14,7 +14,7 @@ use crate::heartbeat::keep_alive;
 use crate::lease::Lease;
 use crate::notices::{Notices, Subscription};
 use crate::token::{jitter, new_token};
-use crate::{LockError, LockOptions, LostReason, Wait, scripts};
+use crate::{LockError, LockOptions, LostReason, OnLost, Wait, scripts};
 
 /// The longest lock name accepted, in bytes.
 pub const MAX_NAME_LEN: usize = 1024;
@@ -60,6 +60,12 @@ pub struct LockClient {
 }
 
 struct Inner {
+    /// How this client was made, to make its twin for blocking use.
+    config: LockClientBuilder,
+    /// Made on the crate's background runtime (then it is its own blocking twin).
+    on_background: bool,
+    /// The same client connected on the background runtime, for blocking callers.
+    blocking_twin: std::sync::Mutex<Option<LockClient>>,
     connection: ConnectionManager,
     server: String,
     prefix: String,
@@ -89,7 +95,7 @@ impl std::fmt::Debug for LockClient {
 ///     .await?;
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[must_use = "call `.connect().await` to get a client"]
 pub struct LockClientBuilder {
     url: String,
@@ -97,6 +103,17 @@ pub struct LockClientBuilder {
     connect_timeout: Duration,
     response_timeout: Duration,
     tls_root_certificate: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for LockClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LockClientBuilder")
+            .field("url", &redact_url(&self.url))
+            .field("prefix", &self.prefix)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("response_timeout", &self.response_timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 impl LockClientBuilder {
@@ -131,6 +148,7 @@ impl LockClientBuilder {
     ///
     /// Must be called inside a tokio runtime; the client's connections live on it.
     pub async fn connect(self) -> Result<LockClient, LockError> {
+        let recipe = self.clone();
         let redis = open_client(&self.url, self.tls_root_certificate.clone()).map_err(|error| {
             LockError::Config {
                 subject: format!("Redis URL `{}`", redact_url(&self.url)),
@@ -199,6 +217,9 @@ impl LockClientBuilder {
         let notices = Arc::new(Notices::new(redis, self.connect_timeout, runtime.clone()));
         Ok(LockClient {
             inner: Arc::new(Inner {
+                config: recipe,
+                on_background: crate::background::on_background_thread(),
+                blocking_twin: std::sync::Mutex::new(None),
                 connection,
                 server,
                 prefix: self.prefix,
@@ -248,6 +269,26 @@ impl LockClient {
             response_timeout: Duration::from_secs(5),
             tls_root_certificate: None,
         }
+    }
+
+    /// This client, or the same configuration connected on the crate's background
+    /// runtime, for blocking callers (whose own runtime, if any, may be blocked).
+    pub(crate) fn blocking_twin(&self) -> Result<LockClient, LockError> {
+        if self.inner.on_background {
+            return Ok(self.clone());
+        }
+        let mut twin = self
+            .inner
+            .blocking_twin
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(twin) = twin.as_ref() {
+            return Ok(twin.clone());
+        }
+        let config = self.inner.config.clone();
+        let made = crate::blocking::block_on_background(config.connect())??;
+        *twin = Some(made.clone());
+        Ok(made)
     }
 
     /// The server this client talks to (`host:port` or socket path, no credentials).
@@ -349,9 +390,11 @@ impl LockClient {
 
     /// Runs `body` while holding the lock `name`, and releases the lock when it ends.
     ///
-    /// If the lease is lost while `body` runs, `body` is dropped at its next await
-    /// and the result is [`LockError::Lost`]; so is a body that completes after its
-    /// lease's validity ran out. Dropping the returned future releases the lock too.
+    /// If the lease is lost while `body` runs, the result is [`LockError::Lost`]:
+    /// with [`OnLost::Cancel`] (the default) `body` is dropped at its next await,
+    /// with [`OnLost::Notify`] it runs to its end first. A body that completes after
+    /// its lease's validity ran out is `Lost` too. Dropping the returned future
+    /// releases the lock.
     pub async fn run<F: Future>(
         &self,
         name: &str,
@@ -375,11 +418,16 @@ impl LockClient {
     {
         let guard = self.acquire(name, options).await?;
         let handle = guard.handle();
-        let lost = handle.lost();
-        let output = tokio::select! {
-            biased;
-            lost = lost => return Err(lost),
-            output = body(handle) => output,
+        let output = match options.on_lost {
+            OnLost::Cancel => {
+                let lost = handle.lost();
+                tokio::select! {
+                    biased;
+                    lost = lost => return Err(lost),
+                    output = body(handle) => output,
+                }
+            }
+            OnLost::Notify => body(handle).await,
         };
         finish(guard, output).await
     }
@@ -532,13 +580,16 @@ impl LockClient {
 /// After the body of `run`: the result counts only if the lease was still valid when
 /// the body ended; then release.
 pub(crate) async fn finish<T>(guard: LockGuard, output: T) -> Result<T, LockError> {
-    let held_at_end = guard.is_held();
-    if !held_at_end {
-        let lost = guard.lease().lost_error();
-        drop(guard);
-        return Err(lost);
+    if !guard.is_held() {
+        return Err(guard.lease().lost_error());
     }
-    match guard.release().await {
+    after_release(guard.release().await, output)
+}
+
+/// The outcome of a body that ended while its lease was valid, given how the
+/// release went.
+pub(crate) fn after_release<T>(released: Result<(), LockError>, output: T) -> Result<T, LockError> {
+    match released {
         Ok(()) => Ok(output),
         Err(lost @ LockError::Lost { .. }) => Err(lost),
         Err(error) => {

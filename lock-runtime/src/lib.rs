@@ -31,7 +31,10 @@
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
 
+#[doc(hidden)]
+pub mod __private;
 mod background;
+mod blocking;
 mod client;
 mod default;
 mod error;
@@ -43,8 +46,10 @@ mod options;
 mod scripts;
 mod token;
 
+pub use blocking::default_client_blocking;
 pub use client::{DEFAULT_PREFIX, LockClient, LockClientBuilder, MAX_NAME_LEN};
 pub use default::{DEFAULT_REDIS_URL, default_client, set_default_client};
 pub use error::{LockError, LostReason};
 pub use guard::{LockGuard, LockHandle};
-pub use options::{LockOptions, Wait};
+pub use lock_macros::redis_locked;
+pub use options::{LockOptions, OnLost, Wait};

@@ -18,6 +18,20 @@ pub enum Wait {
     Forever,
 }
 
+/// What [`LockClient::run`](crate::LockClient::run) does with a body whose lease is
+/// lost while it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum OnLost {
+    /// Drop the body at its next await point; the call returns [`LockError::Lost`].
+    #[default]
+    Cancel,
+    /// Let the body run on (it can watch `LockHandle::lost()` itself); the call
+    /// still returns [`LockError::Lost`] instead of the body's output, so a broken
+    /// lease is never mistaken for success.
+    Notify,
+}
+
 /// The lease's terms: length, waiting, heartbeat, fencing and hold bounds.
 ///
 /// Built with chained setters from [`LockOptions::new`] or `Default` (ttl 30 s, wait
@@ -50,6 +64,8 @@ pub struct LockOptions {
     /// Lower bound on one hold: releasing sooner leaves the key to expire at
     /// acquisition + `min_hold` instead of deleting it (for scheduled jobs).
     pub min_hold: Option<Duration>,
+    /// What a scoped `run` does when the lease is lost mid-body.
+    pub on_lost: OnLost,
 }
 
 impl Default for LockOptions {
@@ -68,6 +84,7 @@ impl LockOptions {
             fencing: false,
             max_hold: None,
             min_hold: None,
+            on_lost: OnLost::Cancel,
         }
     }
 
@@ -110,6 +127,13 @@ impl LockOptions {
     #[must_use]
     pub fn min_hold(mut self, min_hold: Duration) -> Self {
         self.min_hold = Some(min_hold);
+        self
+    }
+
+    /// Sets what a scoped `run` does when the lease is lost mid-body.
+    #[must_use]
+    pub fn on_lost(mut self, on_lost: OnLost) -> Self {
+        self.on_lost = on_lost;
         self
     }
 

@@ -1,0 +1,364 @@
+//! Parses and validates the arguments of `#[redis_locked(...)]`.
+//!
+//! Every error carries the span of the token at fault and says the fix; all of them
+//! are collected and reported together.
+
+use proc_macro2::{Span, TokenStream};
+use syn::parse::Parser;
+use syn::spanned::Spanned;
+use syn::{Expr, ExprLit, Ident, Lit, LitStr, Path};
+
+/// The keys the attribute accepts, in the order the docs list them.
+pub(crate) const KEYS: &[&str] = &[
+    "name",
+    "ttl",
+    "wait",
+    "heartbeat",
+    "client",
+    "guard",
+    "fencing",
+    "on_lost",
+    "max_hold",
+    "min_hold",
+    "crate",
+];
+
+/// A duration in milliseconds, with the span of the value that gave it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Millis {
+    pub(crate) ms: u64,
+    pub(crate) span: Span,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum WaitArg {
+    TryOnce,
+    For(u64),
+    Forever,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OnLostArg {
+    Cancel,
+    Notify,
+}
+
+/// The validated arguments.
+#[derive(Debug)]
+pub(crate) struct Args {
+    pub(crate) name: LitStr,
+    pub(crate) ttl: Millis,
+    pub(crate) wait: WaitArg,
+    pub(crate) heartbeat: Option<Millis>,
+    pub(crate) client: Option<Expr>,
+    pub(crate) guard: Option<Ident>,
+    pub(crate) fencing: bool,
+    pub(crate) on_lost: Option<(OnLostArg, Span)>,
+    pub(crate) max_hold: Option<Millis>,
+    pub(crate) min_hold: Option<Millis>,
+    pub(crate) krate: Path,
+}
+
+/// Collects errors so that all of them are reported at once (serde's `Ctxt`).
+#[derive(Default)]
+pub(crate) struct Errors {
+    error: Option<syn::Error>,
+}
+
+impl Errors {
+    pub(crate) fn push(&mut self, error: syn::Error) {
+        match self.error.as_mut() {
+            Some(all) => all.combine(error),
+            None => self.error = Some(error),
+        }
+    }
+
+    pub(crate) fn at(&mut self, span: Span, message: impl std::fmt::Display) {
+        self.push(syn::Error::new(span, message));
+    }
+
+    pub(crate) fn finish(self) -> Result<(), syn::Error> {
+        self.error.map_or(Ok(()), Err)
+    }
+}
+
+/// Values as written, before interpretation; `None` until the key appears.
+#[derive(Default)]
+struct Raw {
+    values: Vec<(String, Span, Expr)>,
+}
+
+/// Parses the attribute's tokens. Syntax errors (not `key = value`) stop parsing;
+/// all other problems are collected in `errors`, and the result is `None` if any.
+pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> Option<Args> {
+    let mut raw = Raw::default();
+    let parser = syn::meta::parser(|meta| {
+        let key = meta
+            .path
+            .get_ident()
+            .map(|ident| ident.to_string().trim_start_matches("r#").to_owned())
+            .unwrap_or_default();
+        let span = meta.path.span();
+        if !KEYS.contains(&key.as_str()) {
+            let shown = quote::ToTokens::to_token_stream(&meta.path)
+                .to_string()
+                .replace(' ', "");
+            errors.at(
+                span,
+                format!(
+                    "unknown argument `{shown}` for #[redis_locked]; valid arguments are: {}",
+                    KEYS.join(", ")
+                ),
+            );
+            if meta.input.peek(syn::Token![=]) {
+                let _: Expr = meta.value()?.parse()?;
+            }
+            return Ok(());
+        }
+        if !meta.input.peek(syn::Token![=]) {
+            errors.at(span, format!("`{key}` needs a value: {}", example(&key)));
+            return Ok(());
+        }
+        let value: Expr = meta.value()?.parse()?;
+        if raw.values.iter().any(|(seen, _, _)| *seen == key) {
+            errors.at(span, format!("`{key}` is given twice; keep one"));
+            return Ok(());
+        }
+        raw.values.push((key, span, value));
+        Ok(())
+    });
+    if let Err(error) = parser.parse2(tokens) {
+        errors.push(error);
+        return None;
+    }
+    interpret(raw, errors)
+}
+
+fn example(key: &str) -> &'static str {
+    match key {
+        "name" => "e.g. `name = \"invoice:{id}\"`",
+        "ttl" => "e.g. `ttl = 30` (seconds) or `ttl = \"500ms\"`",
+        "wait" => "e.g. `wait = \"5s\"`, `wait = 0` (try once) or `wait = \"forever\"`",
+        "heartbeat" => "e.g. `heartbeat = \"10s\"` (must be shorter than `ttl`)",
+        "client" => "e.g. `client = self.locks` or `client = state.locks`",
+        "guard" => "e.g. `guard = lock`, then use `lock.fencing_token()` in the body",
+        "fencing" => "`fencing = true` or `fencing = false`",
+        "on_lost" => "`on_lost = \"cancel\"` or `on_lost = \"notify\"`",
+        "max_hold" => "e.g. `max_hold = \"10m\"`",
+        "min_hold" => "e.g. `min_hold = \"30s\"`",
+        "crate" => "e.g. `crate = \"my_reexport::lock_runtime\"`",
+        _ => "",
+    }
+}
+
+fn interpret(raw: Raw, errors: &mut Errors) -> Option<Args> {
+    let mut name = None;
+    let mut ttl = None;
+    let mut wait = WaitArg::Forever;
+    let mut heartbeat = None;
+    let mut client = None;
+    let mut guard = None;
+    let mut fencing = false;
+    let mut on_lost = None;
+    let mut max_hold = None;
+    let mut min_hold = None;
+    let mut krate: Path = syn::parse_quote!(::lock_runtime);
+    let before = errors.error.is_some();
+    let given = |wanted: &str| raw.values.iter().any(|(key, _, _)| key == wanted);
+    let (name_given, ttl_given) = (given("name"), given("ttl"));
+    let mut failed = false;
+    let mut fail = |errors: &mut Errors, span: Span, message: String| {
+        errors.at(span, message);
+        failed = true;
+    };
+    for (key, _key_span, value) in raw.values {
+        let span = value.span();
+        let wrong = |what: &str| format!("`{key}` {what}: {}", example(&key));
+        match key.as_str() {
+            "name" => match lit(&value) {
+                Some(Lit::Str(lit)) if lit.value().is_empty() => {
+                    fail(errors, span, "`name` must not be empty: e.g. `name = \"invoice:{id}\"`".into())
+                }
+                Some(Lit::Str(lit)) => name = Some(lit.clone()),
+                _ => fail(errors, span, wrong("must be a string literal")),
+            },
+            "ttl" | "heartbeat" | "max_hold" | "min_hold" => match duration(&value, &key) {
+                Ok(ms) => {
+                    let millis = Some(Millis { ms, span });
+                    match key.as_str() {
+                        "ttl" => ttl = millis,
+                        "heartbeat" => heartbeat = millis,
+                        "max_hold" => max_hold = millis,
+                        _ => min_hold = millis,
+                    }
+                }
+                Err(message) => fail(errors, span, message),
+            },
+            "wait" => match lit(&value) {
+                Some(Lit::Int(int)) if int.base10_digits() == "0" => wait = WaitArg::TryOnce,
+                Some(Lit::Str(text)) if text.value().trim() == "forever" => wait = WaitArg::Forever,
+                Some(Lit::Str(text)) => match parse_duration_text(&text.value()) {
+                    Some(0) => wait = WaitArg::TryOnce,
+                    Some(ms) => wait = WaitArg::For(ms),
+                    None => fail(errors, span, wrong("is not a duration")),
+                },
+                Some(Lit::Int(_)) => fail(
+                    errors,
+                    span,
+                    "`wait` takes `0` (try once), a string with a unit such as `\"5s\"`, or `\"forever\"`".into(),
+                ),
+                _ => fail(errors, span, wrong("is not a duration")),
+            },
+            "client" => client = Some(value),
+            "guard" => match &value {
+                Expr::Path(path) if path.qself.is_none() && path.path.get_ident().is_some() => {
+                    guard = path.path.get_ident().cloned();
+                }
+                _ => fail(errors, span, wrong("must be a plain identifier")),
+            },
+            "fencing" => match lit(&value) {
+                Some(Lit::Bool(on)) => fencing = on.value(),
+                _ => fail(errors, span, wrong("must be `true` or `false`")),
+            },
+            "on_lost" => match lit(&value) {
+                Some(Lit::Str(text)) if text.value() == "cancel" => on_lost = Some((OnLostArg::Cancel, span)),
+                Some(Lit::Str(text)) if text.value() == "notify" => on_lost = Some((OnLostArg::Notify, span)),
+                _ => fail(errors, span, wrong("must be \"cancel\" or \"notify\"")),
+            },
+            "crate" => match lit(&value) {
+                Some(Lit::Str(text)) => match text.parse::<Path>() {
+                    Ok(path) => krate = path,
+                    Err(_) => fail(errors, span, wrong("must be a path in a string")),
+                },
+                _ => fail(errors, span, wrong("must be a path in a string")),
+            },
+            _ => {}
+        }
+    }
+    let call_site = Span::call_site();
+    if !name_given {
+        fail(errors, call_site, "#[redis_locked] needs a lock name: add `name = \"...\"`, e.g. `name = \"invoice:{id}\"`".into());
+    }
+    if !ttl_given {
+        fail(
+            errors,
+            call_site,
+            "#[redis_locked] needs a lease length: add `ttl = 30` (seconds) or `ttl = \"500ms\"`"
+                .into(),
+        );
+    }
+    if let (Some(ttl), Some(heartbeat)) = (ttl, heartbeat)
+        && heartbeat.ms >= ttl.ms
+    {
+        fail(
+            errors,
+            heartbeat.span,
+            format!(
+                "`heartbeat` ({}) must be shorter than `ttl` ({}), or the lease expires between beats; the default is ttl / 3",
+                show(heartbeat.ms),
+                show(ttl.ms)
+            ),
+        );
+    }
+    if let (Some(min), Some(max)) = (min_hold, max_hold)
+        && min.ms > max.ms
+    {
+        fail(
+            errors,
+            min.span,
+            format!(
+                "`min_hold` ({}) must not be longer than `max_hold` ({})",
+                show(min.ms),
+                show(max.ms)
+            ),
+        );
+    }
+    if failed || before {
+        return None;
+    }
+    Some(Args {
+        name: name?,
+        ttl: ttl?,
+        wait,
+        heartbeat,
+        client,
+        guard,
+        fencing,
+        on_lost,
+        max_hold,
+        min_hold,
+        krate,
+    })
+}
+
+fn lit(expr: &Expr) -> Option<&Lit> {
+    match expr {
+        Expr::Lit(ExprLit { lit, .. }) => Some(lit),
+        Expr::Group(group) => lit(&group.expr),
+        _ => None,
+    }
+}
+
+/// An integer (seconds) or a string with a unit, > 0, in milliseconds.
+fn duration(value: &Expr, key: &str) -> Result<u64, String> {
+    let ms = match lit(value) {
+        Some(Lit::Int(int)) => int
+            .base10_parse::<u64>()
+            .ok()
+            .and_then(|secs| secs.checked_mul(1_000)),
+        Some(Lit::Str(text)) => parse_duration_text(&text.value()),
+        _ => None,
+    };
+    match ms {
+        Some(0) => Err(format!(
+            "`{key}` must be > 0, e.g. `{key} = 30` or `{key} = \"500ms\"`"
+        )),
+        Some(ms) => Ok(ms),
+        None => Err(format!(
+            "`{key}` must be a whole number of seconds (`{key} = 30`) or a string with a unit: \"500ms\", \"30s\", \"5m\", \"1h\""
+        )),
+    }
+}
+
+/// `"500ms"`, `"30s"`, `"5m"`, `"1h"` (whole numbers) to milliseconds.
+pub(crate) fn parse_duration_text(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let digits_end = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits_end);
+    let number: u64 = number.parse().ok()?;
+    let factor = match unit.trim() {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return None,
+    };
+    number.checked_mul(factor)
+}
+
+/// A duration for messages: `500ms`, `30s`.
+pub(crate) fn show(ms: u64) -> String {
+    if ms.is_multiple_of(1_000) {
+        format!("{}s", ms / 1_000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_units() {
+        assert_eq!(parse_duration_text("500ms"), Some(500));
+        assert_eq!(parse_duration_text("30s"), Some(30_000));
+        assert_eq!(parse_duration_text("5m"), Some(300_000));
+        assert_eq!(parse_duration_text("1h"), Some(3_600_000));
+        assert_eq!(parse_duration_text("1.5s"), None);
+        assert_eq!(parse_duration_text("30"), None);
+        assert_eq!(parse_duration_text("s"), None);
+    }
+}

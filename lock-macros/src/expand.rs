@@ -1,0 +1,161 @@
+//! Generates the rewritten function.
+//!
+//! The signature is left alone; the body moves, unchanged and emitted once, into a
+//! closure (`async move` block for an `async fn`) that the runtime calls while the
+//! lock is held. Helper names use `Span::mixed_site()`, so the body cannot see them.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{ToTokens, quote, quote_spanned};
+use syn::visit_mut::VisitMut;
+use syn::{ItemFn, ReturnType, Type};
+
+use crate::attr::{Args, OnLostArg, WaitArg};
+
+pub(crate) fn expand(args: &Args, function: &ItemFn) -> TokenStream {
+    let ItemFn {
+        attrs,
+        vis,
+        sig,
+        block,
+        ..
+    } = function;
+    let krate = &args.krate;
+    let private = quote!(#krate::__private);
+    let mixed = Span::mixed_site();
+
+    let name = &args.name;
+    let client = match &args.client {
+        Some(client) => quote!(::core::option::Option::Some(#private::client(&(#client)))),
+        None => quote!(::core::option::Option::None),
+    };
+    let options = options(args, &private);
+    let handle = match &args.guard {
+        Some(guard) => quote!(#guard),
+        None => quote_spanned!(mixed=> _),
+    };
+    let fake_return = fake_return(&sig.output);
+    let is_async = sig.asyncness.is_some();
+
+    let call = if is_async {
+        quote_spanned! {mixed=>
+            #private::run_async(
+                __lock_client,
+                &__lock_name,
+                &__lock_options,
+                move |#handle: #private::LockHandle| async move {
+                    #fake_return
+                    #block
+                },
+            )
+            .await
+        }
+    } else {
+        quote_spanned! {mixed=>
+            #private::run_blocking(
+                __lock_client,
+                &__lock_name,
+                &__lock_options,
+                move |#handle: #private::LockHandle| {
+                    #fake_return
+                    #block
+                },
+            )
+        }
+    };
+
+    let body = quote_spanned! {mixed=>
+        let __lock_name: ::std::string::String = ::std::format!(#name);
+        let __lock_client: ::core::option::Option<#private::LockClient> = #client;
+        let __lock_options: #private::LockOptions = #options;
+        #call
+    };
+    quote! {
+        #(#attrs)*
+        #vis #sig {
+            #body
+        }
+    }
+}
+
+fn millis(private: &TokenStream, ms: u64) -> TokenStream {
+    quote!(#private::Duration::from_millis(#ms))
+}
+
+fn options(args: &Args, private: &TokenStream) -> TokenStream {
+    let ttl = millis(private, args.ttl.ms);
+    let mut options = quote!(#private::options(#ttl));
+    match args.wait {
+        WaitArg::Forever => {}
+        WaitArg::TryOnce => options.extend(quote!(.wait(#private::Wait::TryOnce))),
+        WaitArg::For(ms) => {
+            let wait = millis(private, ms);
+            options.extend(quote!(.wait(#private::Wait::For(#wait))));
+        }
+    }
+    if let Some(heartbeat) = args.heartbeat {
+        let heartbeat = millis(private, heartbeat.ms);
+        options.extend(quote!(.heartbeat(#heartbeat)));
+    }
+    if args.fencing {
+        options.extend(quote!(.fencing(true)));
+    }
+    if let Some(max_hold) = args.max_hold {
+        let max_hold = millis(private, max_hold.ms);
+        options.extend(quote!(.max_hold(#max_hold)));
+    }
+    if let Some(min_hold) = args.min_hold {
+        let min_hold = millis(private, min_hold.ms);
+        options.extend(quote!(.min_hold(#min_hold)));
+    }
+    if let Some((OnLostArg::Notify, _)) = args.on_lost {
+        options.extend(quote!(.on_lost(#private::OnLost::Notify)));
+    }
+    options
+}
+
+/// A never-taken `return` typed with the function's return type (`impl Trait`
+/// erased to `_`), spanned at that type: it fixes the body's type for `?` and
+/// `return`, and makes type errors point at the user's code (as tracing does).
+fn fake_return(output: &ReturnType) -> TokenStream {
+    let (ty, span) = match output {
+        ReturnType::Default => (quote!(()), Span::call_site()),
+        ReturnType::Type(_, ty) => {
+            let span = syn::spanned::Spanned::span(&**ty);
+            let mut ty = (**ty).clone();
+            EraseImplTrait.visit_type_mut(&mut ty);
+            (ty.into_token_stream(), span)
+        }
+    };
+    let fake = syn::Ident::new("__lock_fake_return", Span::mixed_site());
+    quote_spanned! {span=>
+        #[allow(
+            unreachable_code,
+            clippy::diverging_sub_expression,
+            clippy::empty_loop,
+            clippy::let_unit_value,
+            clippy::let_with_type_underscore,
+            clippy::needless_return,
+            clippy::unreachable
+        )]
+        if false {
+            let #fake: #ty = loop {};
+            return #fake;
+        }
+    }
+}
+
+struct EraseImplTrait;
+
+impl VisitMut for EraseImplTrait {
+    fn visit_type_mut(&mut self, ty: &mut Type) {
+        if let Type::ImplTrait(impl_trait) = ty {
+            let span = syn::spanned::Spanned::span(&*impl_trait);
+            *ty = Type::Infer(syn::TypeInfer {
+                attrs: Vec::new(),
+                underscore_token: syn::Token![_](span),
+            });
+            return;
+        }
+        syn::visit_mut::visit_type_mut(self, ty);
+    }
+}

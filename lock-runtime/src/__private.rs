@@ -1,0 +1,100 @@
+//! What `#[redis_locked]` expands to calls. Not public API: no stability promise.
+//!
+//! Everything here is a thin shim over public calls (`LockClient::run_with`,
+//! `LockClient::run_blocking`, `default_client`), plus the trait that turns a
+//! [`LockError`] into the annotated function's return type.
+
+use std::borrow::Borrow;
+use std::future::Future;
+
+pub use crate::{LockClient, LockError, LockHandle, LockOptions, OnLost, Wait};
+pub use core::time::Duration;
+
+/// How an annotated function returns a [`LockError`] (lock busy, wait timed out,
+/// lease lost, Redis unreachable) through its own return type.
+#[diagnostic::on_unimplemented(
+    message = "`#[redis_locked]` cannot return a lock failure through `{Self}`",
+    label = "this return type cannot carry a `LockError`",
+    note = "return `Result<T, E>` where `E: From<LockError>` (e.g. `LockError`, `std::io::Error`, `anyhow::Error`, or your error type with a `From<LockError>` impl)",
+    note = "or return `()`: a function that could not take the lock then logs why (a `tracing` event) and does nothing, like a skipped job tick"
+)]
+pub trait LockedReturn: Sized {
+    /// The value the function returns when it could not run under the lock.
+    fn from_lock_error(error: LockError) -> Self;
+}
+
+impl<T, E: From<LockError>> LockedReturn for Result<T, E> {
+    fn from_lock_error(error: LockError) -> Self {
+        Err(E::from(error))
+    }
+}
+
+impl LockedReturn for () {
+    fn from_lock_error(error: LockError) -> Self {
+        if error.is_contended() {
+            tracing::info!(lock = error.lock_name(), %error, "skipped: the lock is held elsewhere");
+        } else {
+            tracing::error!(lock = error.lock_name(), %error, "locked function did not run under its lock");
+        }
+    }
+}
+
+/// The client named by `client = expr` (a `LockClient`, a reference to one, or
+/// anything else that borrows as one), cloned so the body may move what it came from.
+pub fn client<C: Borrow<LockClient> + ?Sized>(client: &C) -> LockClient {
+    client.borrow().clone()
+}
+
+/// Options with the given ttl; the expansion chains the other settings.
+pub fn options(ttl: Duration) -> LockOptions {
+    LockOptions::new(ttl)
+}
+
+/// The async path: the given client or the default one, then `run_with`.
+pub async fn run_async<R, F, Fut>(
+    client: Option<LockClient>,
+    name: &str,
+    options: &LockOptions,
+    body: F,
+) -> R
+where
+    R: LockedReturn,
+    F: FnOnce(LockHandle) -> Fut,
+    Fut: Future<Output = R>,
+{
+    let client = match client {
+        Some(client) => client,
+        None => match crate::default_client().await {
+            Ok(client) => client,
+            Err(error) => return R::from_lock_error(error),
+        },
+    };
+    match client.run_with(name, options, body).await {
+        Ok(output) => output,
+        Err(error) => R::from_lock_error(error),
+    }
+}
+
+/// The sync path: the given client or the default one, then `run_blocking`.
+pub fn run_blocking<R, F>(
+    client: Option<LockClient>,
+    name: &str,
+    options: &LockOptions,
+    body: F,
+) -> R
+where
+    R: LockedReturn,
+    F: FnOnce(LockHandle) -> R,
+{
+    let client = match client {
+        Some(client) => client,
+        None => match crate::default_client_blocking() {
+            Ok(client) => client,
+            Err(error) => return R::from_lock_error(error),
+        },
+    };
+    match client.run_blocking(name, options, body) {
+        Ok(output) => output,
+        Err(error) => R::from_lock_error(error),
+    }
+}

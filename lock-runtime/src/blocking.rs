@@ -1,0 +1,86 @@
+//! Locks for synchronous code: plain `fn`s and `std::thread` workers.
+//!
+//! The async work runs on the crate's background runtime, with a client connected
+//! there, and the calling thread waits on a channel. So a blocking call works with
+//! no runtime at all, and inside a runtime it cannot deadlock on that runtime (it
+//! only blocks the calling thread, as any blocking call does).
+
+use std::future::Future;
+use std::sync::mpsc;
+
+use crate::client::after_release;
+use crate::{LockClient, LockError, LockGuard, LockHandle, LockOptions, background};
+
+/// Runs `future` on the background runtime and waits for its output.
+pub(crate) fn block_on_background<F>(future: F) -> Result<F::Output, LockError>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    if background::on_background_thread() {
+        return Err(LockError::Config {
+            subject: "a blocking lock call".to_owned(),
+            reason: "it ran on the lock runtime's own thread, where it would deadlock".to_owned(),
+        });
+    }
+    let (sender, receiver) = mpsc::sync_channel(1);
+    background::handle()?.spawn(async move {
+        let _ = sender.send(future.await);
+    });
+    receiver.recv().map_err(|_| LockError::Config {
+        subject: "a blocking lock call".to_owned(),
+        reason: "the lock runtime's task ended without an answer (it panicked)".to_owned(),
+    })
+}
+
+impl LockClient {
+    /// [`acquire`](LockClient::acquire) for synchronous code: blocks the calling
+    /// thread until the lock is held (or the wait is over). The heartbeat runs on
+    /// the crate's background runtime.
+    ///
+    /// ```no_run
+    /// # fn demo(client: lock_runtime::LockClient) -> Result<(), lock_runtime::LockError> {
+    /// let guard = client.acquire_blocking("nightly-export", &lock_runtime::LockOptions::default())?;
+    /// // ... work on this thread ...
+    /// guard.release_blocking()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn acquire_blocking(
+        &self,
+        name: &str,
+        options: &LockOptions,
+    ) -> Result<LockGuard, LockError> {
+        let client = self.blocking_twin()?;
+        let (name, options) = (name.to_owned(), options.clone());
+        block_on_background(async move { client.acquire(&name, &options).await })?
+    }
+
+    /// [`run_with`](LockClient::run_with) for synchronous code. A sync body cannot
+    /// be interrupted: if the lease is lost while it runs, it runs to its end and
+    /// the result is [`LockError::Lost`] instead of its output.
+    pub fn run_blocking<T>(
+        &self,
+        name: &str,
+        options: &LockOptions,
+        body: impl FnOnce(LockHandle) -> T,
+    ) -> Result<T, LockError> {
+        let guard = self.acquire_blocking(name, options)?;
+        let output = body(guard.handle());
+        if !guard.is_held() {
+            return Err(guard.lease().lost_error());
+        }
+        after_release(guard.release_blocking(), output)
+    }
+}
+
+impl LockGuard {
+    /// [`release`](LockGuard::release) for synchronous code.
+    pub fn release_blocking(self) -> Result<(), LockError> {
+        block_on_background(self.release())?
+    }
+}
+
+/// [`default_client`](crate::default_client) for synchronous code.
+pub fn default_client_blocking() -> Result<LockClient, LockError> {
+    block_on_background(crate::default_client())?
+}
