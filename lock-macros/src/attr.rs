@@ -43,11 +43,11 @@ pub(crate) enum OnLostArg {
     Notify,
 }
 
-/// The validated arguments.
-#[derive(Debug)]
+/// The arguments as far as they are valid (`name` and `ttl` are `Some` whenever no
+/// error was reported).
 pub(crate) struct Args {
-    pub(crate) name: LitStr,
-    pub(crate) ttl: Millis,
+    pub(crate) name: Option<LitStr>,
+    pub(crate) ttl: Option<Millis>,
     pub(crate) wait: WaitArg,
     pub(crate) heartbeat: Option<Millis>,
     pub(crate) client: Option<Expr>,
@@ -77,6 +77,10 @@ impl Errors {
         self.push(syn::Error::new(span, message));
     }
 
+    pub(crate) fn is_empty(&self) -> bool {
+        self.error.is_none()
+    }
+
     pub(crate) fn finish(self) -> Result<(), syn::Error> {
         self.error.map_or(Ok(()), Err)
     }
@@ -88,8 +92,9 @@ struct Raw {
     values: Vec<(String, Span, Expr)>,
 }
 
-/// Parses the attribute's tokens. Syntax errors (not `key = value`) stop parsing;
-/// all other problems are collected in `errors`, and the result is `None` if any.
+/// Parses the attribute's tokens. Syntax errors (not `key = value`) stop parsing
+/// (`None`); all other problems are collected in `errors`, and what was valid is
+/// returned so the checks against the function can still run.
 pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> Option<Args> {
     let mut raw = Raw::default();
     let parser = syn::meta::parser(|meta| {
@@ -131,7 +136,7 @@ pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> Option<Args> {
         errors.push(error);
         return None;
     }
-    interpret(raw, errors)
+    Some(interpret(raw, errors))
 }
 
 fn example(key: &str) -> &'static str {
@@ -151,7 +156,7 @@ fn example(key: &str) -> &'static str {
     }
 }
 
-fn interpret(raw: Raw, errors: &mut Errors) -> Option<Args> {
+fn interpret(raw: Raw, errors: &mut Errors) -> Args {
     let mut name = None;
     let mut ttl = None;
     let mut wait = WaitArg::Forever;
@@ -163,14 +168,9 @@ fn interpret(raw: Raw, errors: &mut Errors) -> Option<Args> {
     let mut max_hold = None;
     let mut min_hold = None;
     let mut krate: Path = syn::parse_quote!(::lock_runtime);
-    let before = errors.error.is_some();
     let given = |wanted: &str| raw.values.iter().any(|(key, _, _)| key == wanted);
     let (name_given, ttl_given) = (given("name"), given("ttl"));
-    let mut failed = false;
-    let mut fail = |errors: &mut Errors, span: Span, message: String| {
-        errors.at(span, message);
-        failed = true;
-    };
+    let fail = |errors: &mut Errors, span: Span, message: String| errors.at(span, message);
     for (key, _key_span, value) in raw.values {
         let span = value.span();
         let wrong = |what: &str| format!("`{key}` {what}: {}", example(&key));
@@ -247,14 +247,26 @@ fn interpret(raw: Raw, errors: &mut Errors) -> Option<Args> {
                 .into(),
         );
     }
+    if let Some(ttl) = ttl
+        && ttl.ms < 10
+    {
+        fail(
+            errors,
+            ttl.span,
+            format!(
+                "`ttl` ({}) is too short to hold a lease across a network; use at least \"10ms\"",
+                show(ttl.ms)
+            ),
+        );
+    }
     if let (Some(ttl), Some(heartbeat)) = (ttl, heartbeat)
-        && heartbeat.ms >= ttl.ms
+        && heartbeat.ms >= usable_ms(ttl.ms)
     {
         fail(
             errors,
             heartbeat.span,
             format!(
-                "`heartbeat` ({}) must be shorter than `ttl` ({}), or the lease expires between beats; the default is ttl / 3",
+                "`heartbeat` ({}) must be shorter than `ttl` ({}) minus its clock-drift allowance (1% + 2ms), or the lease expires between beats; the default is ttl / 3",
                 show(heartbeat.ms),
                 show(ttl.ms)
             ),
@@ -273,12 +285,9 @@ fn interpret(raw: Raw, errors: &mut Errors) -> Option<Args> {
             ),
         );
     }
-    if failed || before {
-        return None;
-    }
-    Some(Args {
-        name: name?,
-        ttl: ttl?,
+    Args {
+        name,
+        ttl,
         wait,
         heartbeat,
         client,
@@ -288,7 +297,7 @@ fn interpret(raw: Raw, errors: &mut Errors) -> Option<Args> {
         max_hold,
         min_hold,
         krate,
-    })
+    }
 }
 
 fn lit(expr: &Expr) -> Option<&Lit> {
@@ -336,6 +345,12 @@ pub(crate) fn parse_duration_text(text: &str) -> Option<u64> {
         _ => return None,
     };
     number.checked_mul(factor)
+}
+
+/// The part of a lease the holder counts on: ttl minus the runtime's drift
+/// allowance (`lock_runtime`'s `drift_allowance`: 1% + 2 ms).
+fn usable_ms(ttl_ms: u64) -> u64 {
+    ttl_ms.saturating_sub(ttl_ms / 100 + 2)
 }
 
 /// A duration for messages: `500ms`, `30s`.

@@ -7,11 +7,15 @@
 use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, quote, quote_spanned};
 use syn::visit_mut::VisitMut;
-use syn::{ItemFn, ReturnType, Type};
+use syn::{Ident, ItemFn, ReturnType, Type};
 
 use crate::attr::{Args, OnLostArg, WaitArg};
 
-pub(crate) fn expand(args: &Args, function: &ItemFn) -> TokenStream {
+/// The rewritten function; `None` if `name` or `ttl` is missing (already reported).
+pub(crate) fn expand(args: &Args, function: &ItemFn) -> Option<TokenStream> {
+    let (Some(name), Some(ttl)) = (&args.name, args.ttl) else {
+        return None;
+    };
     let ItemFn {
         attrs,
         vis,
@@ -23,25 +27,32 @@ pub(crate) fn expand(args: &Args, function: &ItemFn) -> TokenStream {
     let private = quote!(#krate::__private);
     let mixed = Span::mixed_site();
 
-    let name = &args.name;
     let client = match &args.client {
         Some(client) => quote!(::core::option::Option::Some(#private::client(&(#client)))),
         None => quote!(::core::option::Option::None),
     };
-    let options = options(args, &private);
+    let options = options(args, ttl.ms, &private);
     let handle = match &args.guard {
         Some(guard) => quote!(#guard),
         None => quote_spanned!(mixed=> _),
     };
     let fake_return = fake_return(&sig.output);
-    let is_async = sig.asyncness.is_some();
-
-    let call = if is_async {
-        quote_spanned! {mixed=>
-            #private::run_async(
-                __lock_client,
-                &__lock_name,
-                &__lock_options,
+    let return_span = match &sig.output {
+        ReturnType::Default => Span::call_site(),
+        ReturnType::Type(_, ty) => syn::spanned::Spanned::span(&**ty),
+    };
+    // Spanned at the return type: a return type the runtime cannot convert a
+    // `LockError` into is reported there.
+    let name_var = Ident::new("__lock_name", mixed);
+    let client_var = Ident::new("__lock_client", mixed);
+    let options_var = Ident::new("__lock_options", mixed);
+    let private_at_return = respan(private.clone(), return_span);
+    let call = if sig.asyncness.is_some() {
+        quote_spanned! {return_span=>
+            #private_at_return::run_async(
+                #client_var,
+                &#name_var,
+                &#options_var,
                 move |#handle: #private::LockHandle| async move {
                     #fake_return
                     #block
@@ -50,11 +61,11 @@ pub(crate) fn expand(args: &Args, function: &ItemFn) -> TokenStream {
             .await
         }
     } else {
-        quote_spanned! {mixed=>
-            #private::run_blocking(
-                __lock_client,
-                &__lock_name,
-                &__lock_options,
+        quote_spanned! {return_span=>
+            #private_at_return::run_blocking(
+                #client_var,
+                &#name_var,
+                &#options_var,
                 move |#handle: #private::LockHandle| {
                     #fake_return
                     #block
@@ -64,25 +75,43 @@ pub(crate) fn expand(args: &Args, function: &ItemFn) -> TokenStream {
     };
 
     let body = quote_spanned! {mixed=>
-        let __lock_name: ::std::string::String = ::std::format!(#name);
-        let __lock_client: ::core::option::Option<#private::LockClient> = #client;
-        let __lock_options: #private::LockOptions = #options;
+        let #name_var: ::std::string::String = ::std::format!(#name);
+        let #client_var: ::core::option::Option<#private::LockClient> = #client;
+        let #options_var: #private::LockOptions = #options;
         #call
     };
-    quote! {
+    Some(quote! {
         #(#attrs)*
         #vis #sig {
             #body
         }
-    }
+    })
+}
+
+/// The same tokens, every one with `span` (for where errors are reported).
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut token| {
+            if let proc_macro2::TokenTree::Group(group) = &token {
+                let mut inner =
+                    proc_macro2::Group::new(group.delimiter(), respan(group.stream(), span));
+                inner.set_span(span);
+                token = proc_macro2::TokenTree::Group(inner);
+            } else {
+                token.set_span(span);
+            }
+            token
+        })
+        .collect()
 }
 
 fn millis(private: &TokenStream, ms: u64) -> TokenStream {
     quote!(#private::Duration::from_millis(#ms))
 }
 
-fn options(args: &Args, private: &TokenStream) -> TokenStream {
-    let ttl = millis(private, args.ttl.ms);
+fn options(args: &Args, ttl_ms: u64, private: &TokenStream) -> TokenStream {
+    let ttl = millis(private, ttl_ms);
     let mut options = quote!(#private::options(#ttl));
     match args.wait {
         WaitArg::Forever => {}

@@ -64,7 +64,9 @@ pub(crate) fn check(args: &Args, function: &ItemFn, errors: &mut Errors) {
         );
     }
     let bindings = bindings(function);
-    check_name(&args.name, &bindings, errors);
+    if let Some(name) = &args.name {
+        check_name(name, &bindings, errors);
+    }
     if let Some(guard) = &args.guard
         && bindings.iter().any(|binding| binding == guard)
     {

@@ -30,15 +30,12 @@ fn redis_locked_impl(
     if let Some(args) = &parsed {
         item::check(args, &function, &mut errors);
     }
-    match (parsed, errors.finish()) {
-        (Some(args), Ok(())) => expand::expand(&args, &function),
-        (_, result) => {
-            let mut errors = attr::Errors::default();
-            if let Err(error) = result {
-                errors.push(error);
-            }
-            with_errors(errors, quote::quote!(#function))
-        }
+    match (parsed, errors.is_empty()) {
+        (Some(args), true) => match expand::expand(&args, &function) {
+            Some(expanded) => expanded,
+            None => with_errors(errors, quote::quote!(#function)),
+        },
+        _ => with_errors(errors, quote::quote!(#function)),
     }
 }
 

@@ -65,6 +65,7 @@ impl LockClient {
         body: impl FnOnce(LockHandle) -> T,
     ) -> Result<T, LockError> {
         let guard = self.acquire_blocking(name, options)?;
+        guard.check()?;
         let output = body(guard.handle());
         if !guard.is_held() {
             return Err(guard.lease().lost_error());

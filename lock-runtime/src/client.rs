@@ -321,12 +321,13 @@ impl LockClient {
             reason: "acquire must run inside a tokio runtime".to_owned(),
         })?;
         let key = self.key_for(name);
-        let token = new_token(name)?;
+        let mut token = UnsettledToken::new(self, &key, name)?;
         let started = Instant::now();
+        // `None`: try once. A wait too long to represent is the same as forever.
         let deadline = match options.wait {
             Wait::TryOnce => None,
             Wait::For(wait) if wait.is_zero() => None,
-            Wait::For(wait) => Some(started + wait),
+            Wait::For(wait) => Some(started.checked_add(wait).unwrap_or(started + FOREVER)),
             Wait::Forever => Some(started + FOREVER),
         };
         let mut subscription: Option<Subscription> = None;
@@ -336,22 +337,45 @@ impl LockClient {
                 subscription.mark_seen();
             }
             let sent_at = Instant::now();
-            let holder_ttl = match self.attempt(name, &key, &token, options).await {
-                Ok(Attempt::Acquired { fence }) => {
-                    tracing::debug!(
+            token.armed = true;
+            let attempt = self.attempt(name, &key, &token.token, options);
+            let outcome = match deadline {
+                Some(deadline) => match tokio::time::timeout_at(deadline, attempt).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => Err(self.timeout_error(name, started, None)),
+                },
+                None => attempt.await,
+            };
+            // On an error (or if this future is dropped while the request is in
+            // flight), `token` spawns a compare-and-delete: the request may have set
+            // the key before its answer was lost.
+            let holder_ttl = match outcome? {
+                Attempt::Acquired { fence } => {
+                    let guard =
+                        self.start_guard(name, token.settle(), fence, options, sent_at, &runtime);
+                    if guard.is_held() {
+                        tracing::debug!(
+                            lock = name,
+                            fence,
+                            waited_ms = started.elapsed().as_millis() as u64,
+                            "lock acquired"
+                        );
+                        return Ok(guard);
+                    }
+                    // The answer came back after the lease's local deadline: it may
+                    // already be someone else's. Give it back and try again with a
+                    // fresh token (the release in flight must not hit the new one).
+                    tracing::warn!(
                         lock = name,
-                        fence,
-                        waited_ms = started.elapsed().as_millis() as u64,
-                        "lock acquired"
+                        "acquire answered after the lease's validity; retrying"
                     );
-                    return Ok(self.start_guard(name, key, token, fence, options, sent_at, runtime));
+                    drop(guard);
+                    token = UnsettledToken::new(self, &key, name)?;
+                    None
                 }
-                Ok(Attempt::Busy { holder_ttl }) => holder_ttl,
-                Err(error) => {
-                    // The request may have reached Redis and set the key before its
-                    // answer was lost: take it back if so (only our token is touched).
-                    self.spawn_release(key, token);
-                    return Err(error);
+                Attempt::Busy { holder_ttl } => {
+                    token.busy();
+                    holder_ttl
                 }
             };
             let Some(deadline) = deadline else {
@@ -362,20 +386,18 @@ impl LockClient {
             };
             let now = Instant::now();
             if now >= deadline {
-                return Err(LockError::Timeout {
-                    name: name.to_owned(),
-                    waited: now - started,
-                    retry_after: holder_ttl,
-                });
+                return Err(self.timeout_error(name, started, holder_ttl));
             }
             let Some(subscription) = subscription.as_mut() else {
                 // Subscribe, then retry at once: a release that happened before the
                 // subscription took effect is then seen by the retry.
                 tracing::debug!(lock = name, "lock busy; waiting for its release");
-                subscription = Some(self.inner.notices.subscribe(&self.channel_for(&key)).await);
+                let mut fresh = self.inner.notices.register(&self.channel_for(&key));
+                let _ = tokio::time::timeout_at(deadline, fresh.activate()).await;
+                subscription = Some(fresh);
                 continue;
             };
-            let ceiling = if subscription.live {
+            let ceiling = if subscription.is_live() {
                 POLL_CEILING_WITH_NOTICES
             } else {
                 POLL_CEILING
@@ -385,6 +407,19 @@ impl LockClient {
                 pause = pause.min(holder_ttl + Duration::from_millis(1));
             }
             subscription.wait((now + pause).min(deadline)).await;
+        }
+    }
+
+    fn timeout_error(
+        &self,
+        name: &str,
+        started: Instant,
+        holder_ttl: Option<Duration>,
+    ) -> LockError {
+        LockError::Timeout {
+            name: name.to_owned(),
+            waited: started.elapsed(),
+            retry_after: holder_ttl,
         }
     }
 
@@ -417,6 +452,7 @@ impl LockClient {
         Fut: Future,
     {
         let guard = self.acquire(name, options).await?;
+        guard.check()?;
         let handle = guard.handle();
         let output = match options.on_lost {
             OnLost::Cancel => {
@@ -436,16 +472,14 @@ impl LockClient {
         format!("{key}:released")
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn start_guard(
         &self,
         name: &str,
-        key: String,
-        token: String,
+        (key, token): (String, String),
         fence: Option<u64>,
         options: &LockOptions,
         sent_at: Instant,
-        runtime: tokio::runtime::Handle,
+        runtime: &tokio::runtime::Handle,
     ) -> LockGuard {
         let lease = Arc::new(Lease::new(
             name.to_owned(),
@@ -461,7 +495,13 @@ impl LockClient {
             options.heartbeat_interval(),
             options.max_hold,
         )));
-        LockGuard::new(lease, self.clone(), options.min_hold, runtime, heartbeat)
+        LockGuard::new(
+            lease,
+            self.clone(),
+            options.min_hold,
+            runtime.clone(),
+            heartbeat,
+        )
     }
 
     async fn attempt(
@@ -472,7 +512,7 @@ impl LockClient {
         options: &LockOptions,
     ) -> Result<Attempt, LockError> {
         let mut connection = self.inner.connection.clone();
-        let fence_lifetime = FENCE_KEY_LIFETIME.max(options.ttl * 2);
+        let fence_lifetime = FENCE_KEY_LIFETIME.max(options.ttl.saturating_mul(2));
         let (acquired, value): (i64, i64) = scripts::ACQUIRE
             .key(key)
             .key(format!("{key}:fence"))
@@ -528,7 +568,12 @@ impl LockClient {
         min_hold: Option<Duration>,
     ) -> Result<(), LockError> {
         let min_hold_left = min_hold
-            .map(|min| lease.acquired_at + min)
+            .map(|min| {
+                lease
+                    .acquired_at
+                    .checked_add(min)
+                    .unwrap_or(lease.acquired_at + FOREVER)
+            })
             .and_then(|until| until.checked_duration_since(Instant::now()))
             .filter(|left| millis(*left) > 0);
         let still_ours = match min_hold_left {
@@ -574,6 +619,49 @@ impl LockClient {
                 .invoke_async(&mut connection)
                 .await;
         });
+    }
+}
+
+/// A token whose acquire attempt may have set the key: unless settled (handed to a
+/// guard, or known not to be set), dropping it spawns a compare-and-delete, so an
+/// acquire cancelled or failed mid-request does not leave the lock held until its ttl.
+struct UnsettledToken {
+    client: LockClient,
+    key: String,
+    token: String,
+    armed: bool,
+}
+
+impl UnsettledToken {
+    fn new(client: &LockClient, key: &str, name: &str) -> Result<Self, LockError> {
+        Ok(UnsettledToken {
+            client: client.clone(),
+            key: key.to_owned(),
+            token: new_token(name)?,
+            armed: false,
+        })
+    }
+
+    /// The key and token, for the guard that now owns the lease.
+    fn settle(&mut self) -> (String, String) {
+        self.armed = false;
+        (self.key.clone(), std::mem::take(&mut self.token))
+    }
+
+    /// The attempt found the lock busy: the key is not ours.
+    fn busy(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for UnsettledToken {
+    fn drop(&mut self) {
+        if self.armed {
+            self.client.spawn_release(
+                std::mem::take(&mut self.key),
+                std::mem::take(&mut self.token),
+            );
+        }
     }
 }
 

@@ -183,10 +183,6 @@ impl LockHandle {
     /// Completes with [`LockError::Lost`] when the lease is lost.
     pub fn lost(&self) -> impl Future<Output = LockError> + Send + use<> {
         let lease = Arc::clone(&self.lease);
-        let lost = lease.lost_token().clone().cancelled_owned();
-        async move {
-            lost.await;
-            lease.lost_error()
-        }
+        async move { lease.wait_lost().await }
     }
 }

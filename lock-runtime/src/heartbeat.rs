@@ -20,7 +20,8 @@ pub(crate) async fn keep_alive(
     interval: Duration,
     max_hold: Option<Duration>,
 ) {
-    let hold_limit = max_hold.map(|max| lease.acquired_at + max);
+    // A limit too far ahead to represent is no limit.
+    let hold_limit = max_hold.and_then(|max| lease.acquired_at.checked_add(max));
     let retry_after_error =
         (interval / 4).clamp(Duration::from_millis(1), Duration::from_millis(250));
     let mut next_beat = lease.acquired_at + interval;

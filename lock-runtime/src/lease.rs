@@ -1,5 +1,6 @@
 //! The state of one held lease, shared by its guard, its handles and its heartbeat.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -27,6 +28,8 @@ pub(crate) struct Lease {
     /// extend was *sent*, minus the drift allowance. Past it the lease is presumed
     /// lost whatever Redis says.
     valid_until: Mutex<Instant>,
+    /// Set by a release: the lease ended without being lost.
+    released: AtomicBool,
     lost: CancellationToken,
     lost_reason: OnceLock<LostReason>,
 }
@@ -48,6 +51,7 @@ impl Lease {
             ttl,
             acquired_at,
             valid_until: Mutex::new(acquired_at + ttl.saturating_sub(drift_allowance(ttl))),
+            released: AtomicBool::new(false),
             lost: CancellationToken::new(),
             lost_reason: OnceLock::new(),
         }
@@ -74,10 +78,37 @@ impl Lease {
 
     /// Ends local validity without calling it lost (the holder released it).
     pub(crate) fn ended(&self) {
+        self.released.store(true, Ordering::Release);
         *self
             .valid_until
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = self.acquired_at;
+    }
+
+    /// Completes when the lease is lost: marked lost by the heartbeat or a release,
+    /// or past its local deadline even if the heartbeat task has not run (a busy
+    /// runtime must not let a body outlive its lease). Never completes for a lease
+    /// that was released.
+    pub(crate) async fn wait_lost(&self) -> LockError {
+        loop {
+            if self.released.load(Ordering::Acquire) && !self.is_lost() {
+                std::future::pending::<()>().await;
+            }
+            let deadline = self.valid_until();
+            tokio::select! {
+                biased;
+                () = self.lost.cancelled() => return self.lost_error(),
+                () = tokio::time::sleep_until(deadline) => {
+                    // Extended meanwhile? Then wait for the new deadline.
+                    if Instant::now() >= self.valid_until()
+                        && !self.released.load(Ordering::Acquire)
+                    {
+                        self.mark_lost(LostReason::Expired);
+                        return self.lost_error();
+                    }
+                }
+            }
+        }
     }
 
     pub(crate) fn mark_lost(&self, reason: LostReason) {
@@ -100,10 +131,6 @@ impl Lease {
             return None;
         }
         self.valid_until().checked_duration_since(Instant::now())
-    }
-
-    pub(crate) fn lost_token(&self) -> &CancellationToken {
-        &self.lost
     }
 
     pub(crate) fn lost_error(&self) -> LockError {

@@ -5,7 +5,8 @@
 //! to retry now; safety never depends on them, and without them waiters poll.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -26,6 +27,9 @@ pub(crate) struct Notices {
     connect_timeout: Duration,
     runtime: tokio::runtime::Handle,
     registry: Registry,
+    /// False from a dropped pub/sub connection until its channels are confirmed
+    /// subscribed again; waiters then poll at the shorter ceiling.
+    healthy: Arc<AtomicBool>,
     /// The pub/sub connection (made on first need) and the channels it is subscribed
     /// to. Held across SUBSCRIBE/UNSUBSCRIBE so those commands apply in order.
     connection: tokio::sync::Mutex<Option<(ConnectionManager, HashSet<String>)>>,
@@ -42,8 +46,8 @@ pub(crate) struct Subscription {
     notices: Arc<Notices>,
     channel: String,
     signal: watch::Receiver<u64>,
-    /// False when the pub/sub connection could not be made: the waiter only polls.
-    pub(crate) live: bool,
+    /// True once SUBSCRIBE was confirmed; until then the waiter only polls.
+    live: bool,
 }
 
 fn lock_registry(registry: &Registry) -> std::sync::MutexGuard<'_, HashMap<String, Channel>> {
@@ -63,12 +67,15 @@ impl Notices {
             connect_timeout,
             runtime,
             registry: Arc::default(),
+            healthy: Arc::new(AtomicBool::new(true)),
             connection: tokio::sync::Mutex::new(None),
         }
     }
 
-    /// Registers a waiter on `channel` and makes sure the connection is subscribed.
-    pub(crate) async fn subscribe(self: &Arc<Self>, channel: &str) -> Subscription {
+    /// Registers a waiter on `channel`; [`Subscription::activate`] then makes sure
+    /// the connection is subscribed. Registered first, so a waiter dropped while
+    /// subscribing still unregisters.
+    pub(crate) fn register(self: &Arc<Self>, channel: &str) -> Subscription {
         let signal = {
             let mut registry = lock_registry(&self.registry);
             let entry = registry
@@ -80,16 +87,15 @@ impl Notices {
             entry.waiters += 1;
             entry.signal.subscribe()
         };
-        let live = self.ensure_subscribed(channel).await;
         Subscription {
             notices: Arc::clone(self),
             channel: channel.to_owned(),
             signal,
-            live,
+            live: false,
         }
     }
 
-    async fn ensure_subscribed(&self, channel: &str) -> bool {
+    async fn ensure_subscribed(self: &Arc<Self>, channel: &str) -> bool {
         let mut connection = self.connection.lock().await;
         if connection.is_none() {
             match self.connect().await {
@@ -122,7 +128,7 @@ impl Notices {
         }
     }
 
-    async fn connect(&self) -> redis::RedisResult<ConnectionManager> {
+    async fn connect(self: &Arc<Self>) -> redis::RedisResult<ConnectionManager> {
         let info = self.redis.get_connection_info().clone();
         let settings = info
             .redis_settings()
@@ -130,9 +136,17 @@ impl Notices {
             .set_protocol(ProtocolVersion::RESP3);
         let client = redis::Client::open(info.set_redis_settings(settings))?;
         let registry = Arc::clone(&self.registry);
+        let notices = Arc::downgrade(self);
+        let runtime = self.runtime.clone();
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.connect_timeout))
             .set_push_sender(move |push: PushInfo| {
+                if push.kind == PushKind::Disconnection
+                    && let Some(notices) = notices.upgrade()
+                {
+                    notices.healthy.store(false, Ordering::Release);
+                    runtime.spawn(resubscribe(Arc::downgrade(&notices)));
+                }
                 dispatch(&registry, push);
                 Ok::<(), redis::aio::SendError>(())
             })
@@ -169,6 +183,48 @@ impl Notices {
     }
 }
 
+/// After the pub/sub connection dropped: subscribe every wanted channel again
+/// (idempotent beside the manager's own resubscription, but confirmed), then mark
+/// notices healthy and wake all waiters to retry once, since a release may have
+/// been missed while the connection was down.
+async fn resubscribe(notices: Weak<Notices>) {
+    let mut pause = Duration::from_millis(50);
+    loop {
+        let Some(strong) = notices.upgrade() else {
+            return;
+        };
+        let channels: Vec<String> = lock_registry(&strong.registry).keys().cloned().collect();
+        let done = {
+            let mut connection = strong.connection.lock().await;
+            match connection.as_mut() {
+                None => true,
+                Some((manager, subscribed)) => {
+                    subscribed.retain(|channel| channels.contains(channel));
+                    channels.is_empty()
+                        || matches!(
+                            tokio::time::timeout(
+                                strong.connect_timeout,
+                                manager.subscribe(&channels)
+                            )
+                            .await,
+                            Ok(Ok(()))
+                        )
+                }
+            }
+        };
+        if done {
+            strong.healthy.store(true, Ordering::Release);
+            for entry in lock_registry(&strong.registry).values() {
+                entry.signal.send_modify(|n| *n = n.wrapping_add(1));
+            }
+            return;
+        }
+        drop(strong);
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
+    }
+}
+
 /// Runs on the pub/sub connection's reader: wakes the waiters of a released lock, or
 /// every waiter when the connection dropped (notices may have been missed).
 fn dispatch(registry: &Registry, push: PushInfo) {
@@ -193,6 +249,17 @@ fn dispatch(registry: &Registry, push: PushInfo) {
 }
 
 impl Subscription {
+    /// Subscribes the shared connection to this waiter's channel (if it is not yet).
+    pub(crate) async fn activate(&mut self) {
+        self.live = self.notices.ensure_subscribed(&self.channel).await;
+    }
+
+    /// True while notices for this waiter can be trusted to arrive: subscribed, and
+    /// the connection has not dropped since (or has been resubscribed).
+    pub(crate) fn is_live(&self) -> bool {
+        self.live && self.notices.healthy.load(Ordering::Acquire)
+    }
+
     /// Marks every notice so far as seen; call right before an attempt.
     pub(crate) fn mark_seen(&mut self) {
         self.signal.borrow_and_update();

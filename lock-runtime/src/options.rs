@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::LockError;
+use crate::lease::drift_allowance;
 
 /// How long [`LockClient::acquire`](crate::LockClient::acquire) waits for a busy lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -158,10 +159,15 @@ impl LockOptions {
             return Err(config(format!("ttl {:?} is too long for Redis", self.ttl)));
         }
         let heartbeat = self.heartbeat_interval();
-        if heartbeat.is_zero() || heartbeat >= self.ttl {
+        // The holder counts its lease as ttl minus a drift allowance; a beat must
+        // land inside that, or every lease is lost before its first extend.
+        let usable = self.ttl.saturating_sub(drift_allowance(self.ttl));
+        if heartbeat.is_zero() || heartbeat >= usable {
             return Err(config(format!(
-                "heartbeat must be > 0 and < ttl ({:?}), got {:?}",
-                self.ttl, heartbeat
+                "heartbeat must be > 0 and shorter than the ttl ({:?}) minus the clock-drift allowance ({:?}), got {:?}; the default is ttl / 3",
+                self.ttl,
+                drift_allowance(self.ttl),
+                heartbeat
             )));
         }
         if let (Some(min), Some(max)) = (self.min_hold, self.max_hold)

@@ -62,13 +62,14 @@ return 0
 ///
 /// Returns 1 when the key held the token and was deleted (and a notice was published
 /// so waiters retry at once), 0 when the key is gone or holds another token (nothing
-/// was touched: someone else's lock is never deleted).
+/// was touched: someone else's lock is never deleted). The notice is sent with
+/// `pcall`: a user whose ACL denies the channel still releases (waiters then poll).
 pub(crate) static RELEASE: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
-  redis.call('PUBLISH', ARGV[2], '')
+  redis.pcall('PUBLISH', ARGV[2], '')
   return 1
 end
 return 0

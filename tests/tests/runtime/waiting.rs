@@ -139,3 +139,134 @@ async fn the_client_recovers_after_a_server_restart() {
     }
     assert_eq!(outcome.unwrap(), 1);
 }
+
+/// An acquire dropped while its request is in flight (here: queued on a paused
+/// server) must not leave the lock held until its ttl once the request lands.
+#[tokio::test]
+async fn an_acquire_cancelled_mid_request_does_not_leave_the_lock_held() {
+    let server = RedisServer::start();
+    let locks = client(&server.url()).await;
+    let key = locks.key_for("cancelled");
+    server.pause();
+    let attempt = tokio::time::timeout(
+        Duration::from_millis(200),
+        locks.acquire("cancelled", &ttl(30_000)),
+    )
+    .await;
+    assert!(
+        attempt.is_err(),
+        "the acquire cannot finish while the server is paused"
+    );
+    server.resume();
+    // The SET lands when the server resumes; the compare-and-delete queued behind it
+    // on the same connection removes it again.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while crate::get(&server, &key).is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "the orphaned acquire still holds the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let taken = locks.acquire("cancelled", &try_once(1_000)).await.unwrap();
+    taken.release().await.unwrap();
+}
+
+/// Waiters unsubscribe from a lock's notices when they stop waiting, including
+/// those that time out.
+#[tokio::test]
+async fn waiters_that_give_up_leave_no_subscription_behind() {
+    let server = RedisServer::start();
+    let holder = client(&server.url()).await;
+    let waiter = client(&server.url()).await;
+    let guard = holder.acquire("crowded", &ttl(10_000)).await.unwrap();
+    let mut waits = Vec::new();
+    for _ in 0..5 {
+        let waiter = waiter.clone();
+        waits.push(tokio::spawn(async move {
+            waiter
+                .acquire(
+                    "crowded",
+                    &ttl(1_000).wait(Wait::For(Duration::from_millis(300))),
+                )
+                .await
+        }));
+    }
+    for wait in waits {
+        assert!(matches!(
+            wait.await.unwrap(),
+            Err(LockError::Timeout { .. })
+        ));
+    }
+    let channel = format!("{}:released", waiter.key_for("crowded"));
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let counts: (String, i64) = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(&channel)
+            .query(&mut server.connection())
+            .unwrap();
+        if counts.1 == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still subscribed: {counts:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    guard.release().await.unwrap();
+}
+
+/// After the pub/sub connection is killed, the client resubscribes and release
+/// notices wake waiters promptly again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notices_survive_a_dropped_pubsub_connection() {
+    let server = RedisServer::start();
+    let holder = client(&server.url()).await;
+    let waiter = client(&server.url()).await;
+    let guard = holder.acquire("resubscribe", &ttl(60_000)).await.unwrap();
+    let wait = {
+        let waiter = waiter.clone();
+        tokio::spawn(async move {
+            let guard = waiter.acquire("resubscribe", &ttl(5_000)).await.unwrap();
+            let acquired = Instant::now();
+            guard.release().await.unwrap();
+            acquired
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query(&mut server.connection())
+        .unwrap();
+    assert_eq!(killed, 1, "the waiter's client has one pub/sub connection");
+    // Let the reconnect and resubscription happen, and the waiter back off.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let released = Instant::now();
+    guard.release().await.unwrap();
+    let latency = wait.await.unwrap() - released;
+    assert!(
+        latency < Duration::from_millis(300),
+        "woken after {latency:?}"
+    );
+}
+
+#[tokio::test]
+async fn huge_durations_are_forever_not_a_panic() {
+    let server = RedisServer::start();
+    let locks = client(&server.url()).await;
+    let options = ttl(1_000)
+        .wait(Wait::For(Duration::MAX))
+        .max_hold(Duration::MAX)
+        .min_hold(Duration::from_secs(1));
+    let guard = locks.acquire("huge", &options).await.unwrap();
+    assert!(guard.is_held());
+    drop(guard);
+    let huge_min_hold = ttl(1_000).min_hold(Duration::MAX).max_hold(Duration::MAX);
+    let guard = locks.acquire("huge2", &huge_min_hold).await.unwrap();
+    guard.release().await.unwrap();
+    assert!(
+        crate::pttl(&server, &locks.key_for("huge2")) > 0,
+        "min_hold keeps the key"
+    );
+}

@@ -1,0 +1,8 @@
+use lock_runtime::{LockError, redis_locked};
+
+#[redis_locked(ttl = 30)]
+async fn settle(id: u64) -> Result<u64, LockError> {
+    Ok(id)
+}
+
+fn main() {}

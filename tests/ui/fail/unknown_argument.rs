@@ -1,0 +1,8 @@
+use lock_runtime::{LockError, redis_locked};
+
+#[redis_locked(name = "invoice:{id}", ttl = 30, timeout = "5s")]
+async fn settle(id: u64) -> Result<u64, LockError> {
+    Ok(id)
+}
+
+fn main() {}

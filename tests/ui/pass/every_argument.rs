@@ -1,0 +1,30 @@
+//! Every argument at once, and the guard used in the body.
+#![allow(dead_code)]
+
+use lock_runtime::{LockClient, LockError, redis_locked};
+
+#[redis_locked(
+    name = "ledger:{account}",
+    ttl = "30s",
+    wait = "5s",
+    heartbeat = "10s",
+    client = locks,
+    guard = lock,
+    fencing = true,
+    on_lost = "notify",
+    max_hold = "10m",
+    min_hold = "1s",
+    crate = "::lock_runtime"
+)]
+async fn post(locks: &LockClient, account: u64) -> Result<Option<u64>, LockError> {
+    lock.check()?;
+    let _time_left = lock.time_left();
+    Ok(lock.fencing_token().map(|token| token + account))
+}
+
+#[redis_locked(name = "ledger:{account}", ttl = 30, guard = lease, fencing = true, wait = "forever")]
+fn post_sync(account: u64) -> Result<bool, LockError> {
+    Ok(lease.is_held() && account > 0)
+}
+
+fn main() {}
