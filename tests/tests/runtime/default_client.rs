@@ -11,12 +11,12 @@ fn run_with_redis_url(url: &str) -> String {
 }
 
 /// The default client is made lazily from `REDIS_URL` and keeps working after the
-/// runtime that first used it is gone.
+/// runtime that first used it is gone, also for `#[redis_locked]` without `client`.
 #[test]
 fn the_default_client_comes_from_redis_url_and_outlives_runtimes() {
     let server = RedisServer::start();
     let stdout = run_with_redis_url(&server.url());
-    assert_eq!(stdout, "OK 1\nOK 2\n");
+    assert_eq!(stdout, "OK 1\nOK 2\nOK 3\nOK 4\n");
 }
 
 #[test]
