@@ -7,9 +7,13 @@
 //! workers recorded themselves (not from the lock), that no two holds overlapped.
 //! It exits non-zero if any did.
 //!
+//! The workers hold the resource through a `#[redis_locked]` function; with
+//! `--hand-written` they take and release a `LockGuard` by hand instead.
+//!
 //! ```text
 //! cargo run -p examples --example workers                  # 10 workers, 30 s
 //! cargo run -p examples --example workers -- --processes 3 # the same, across 3 OS processes
+//! cargo run -p examples --example workers -- --hand-written
 //! ```
 
 #![allow(clippy::print_stdout)]
@@ -21,7 +25,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 use examples::DemoRedis;
-use lock_runtime::{LockClient, LockError, LockOptions, Wait};
+use lock_runtime::{LockClient, LockError, LockHandle, LockOptions, Wait, redis_locked};
 use rand::Rng;
 
 /// Workers contending for one resource through a Redis lock.
@@ -54,6 +58,10 @@ struct Args {
     /// Run the workers in this many OS processes (to show the lock across processes).
     #[arg(long, default_value_t = 1)]
     processes: usize,
+    /// Take and release the lock by hand (`acquire` / `LockGuard::release`) instead
+    /// of through the `#[redis_locked]` function.
+    #[arg(long)]
+    hand_written: bool,
     /// Internal: run as a child process that ends its experiment at this Unix time
     /// (ms) and runs workers `first_worker..first_worker + workers_count`.
     #[arg(long, hide = true, requires = "first_worker")]
@@ -195,6 +203,7 @@ async fn run_processes(
                 "--max-lock-time-without-confirmation",
                 &args.max_lock_time_without_confirmation.to_string(),
             ])
+            .args(args.hand_written.then_some("--hand-written"))
             .stdout(Stdio::piped())
             .spawn()
             .map_err(|e| format!("cannot start a worker process: {e}"))?;
@@ -310,56 +319,102 @@ async fn worker_loop(
         if left_ms == 0 {
             break;
         }
-        let options = LockOptions::new(ttl).wait(Wait::For(Duration::from_millis(left_ms)));
-        let guard = match client.acquire(target, &options).await {
-            Ok(guard) => guard,
+        let wait = Duration::from_millis(left_ms);
+        let outcome = if args.hand_written {
+            hold_by_hand(client, target, ttl, wait, worker, args, holds).await
+        } else {
+            hold_with_attribute(client, target, ttl, wait, worker, args, holds).await
+        };
+        match outcome {
+            Ok(()) => {}
             Err(LockError::Timeout { .. }) => break,
             Err(error) => {
                 tracing::error!("[worker-{worker}] - {error}");
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
             }
-        };
-        let start_us = now_us();
-        let hold_secs = rand::rng().random_range(args.work_lock_min_secs..=args.work_lock_max_secs);
-        tracing::warn!("[worker-{worker}] - locks target for {hold_secs} seconds");
-        let mut left = Duration::from_secs(hold_secs);
-        let mut lost = false;
-        while !left.is_zero() {
-            let step = rand::rng()
-                .random_range(args.atomic_lock_time_min_sec..args.atomic_lock_time_max_sec);
-            let step = Duration::from_secs_f64((step * 10.0).round() / 10.0).min(left);
-            tracing::warn!(
-                "[worker-{worker}] - atomic sleep for {:.1}",
-                step.as_secs_f64()
-            );
-            tokio::select! {
-                error = guard.lost() => {
-                    tracing::error!("[worker-{worker}] - {error}; abandoning the work");
-                    lost = true;
-                    break;
-                }
-                () = tokio::time::sleep(step) => left -= step,
-            }
-        }
-        let end_us = now_us();
-        if let Ok(mut holds) = holds.lock() {
-            holds.push(Hold {
-                worker,
-                process: std::process::id(),
-                start_us,
-                end_us,
-                lost,
-            });
-        }
-        if let Err(error) = guard.release().await {
-            tracing::error!("[worker-{worker}] - {error}");
         }
         // A short rest, so the resource visibly changes hands.
         let rest = rand::rng().random_range(0..500);
         tokio::time::sleep(Duration::from_millis(rest)).await;
     }
     tracing::info!("[worker-{worker}] - stopped");
+}
+
+/// The lock through the attribute: taken before the body, kept alive while it runs,
+/// released after it. `on_lost = "notify"` lets the body record a hold cut short
+/// (the call then still returns `LockError::Lost`).
+#[redis_locked(
+    name = "{target}",
+    ttl = ttl,
+    wait = wait,
+    client = client,
+    guard = lock,
+    on_lost = "notify"
+)]
+async fn hold_with_attribute(
+    client: &LockClient,
+    target: &str,
+    ttl: Duration,
+    wait: Duration,
+    worker: usize,
+    args: &Args,
+    holds: &Mutex<Vec<Hold>>,
+) -> Result<(), LockError> {
+    work(worker, &lock, args, holds).await;
+    Ok(())
+}
+
+/// The same by hand: acquire a guard, work, release.
+async fn hold_by_hand(
+    client: &LockClient,
+    target: &str,
+    ttl: Duration,
+    wait: Duration,
+    worker: usize,
+    args: &Args,
+    holds: &Mutex<Vec<Hold>>,
+) -> Result<(), LockError> {
+    let options = LockOptions::new(ttl).wait(Wait::For(wait));
+    let guard = client.acquire(target, &options).await?;
+    work(worker, &guard.handle(), args, holds).await;
+    guard.release().await
+}
+
+/// Holds the resource for a random whole number of seconds, in random atomic
+/// steps, stopping at once if the lease is lost. Times and records the hold itself.
+async fn work(worker: usize, lock: &LockHandle, args: &Args, holds: &Mutex<Vec<Hold>>) {
+    let start_us = now_us();
+    let hold_secs = rand::rng().random_range(args.work_lock_min_secs..=args.work_lock_max_secs);
+    tracing::warn!("[worker-{worker}] - locks target for {hold_secs} seconds");
+    let mut left = Duration::from_secs(hold_secs);
+    let mut lost = false;
+    while !left.is_zero() {
+        let step =
+            rand::rng().random_range(args.atomic_lock_time_min_sec..args.atomic_lock_time_max_sec);
+        let step = Duration::from_secs_f64((step * 10.0).round() / 10.0).min(left);
+        tracing::warn!(
+            "[worker-{worker}] - atomic sleep for {:.1}",
+            step.as_secs_f64()
+        );
+        tokio::select! {
+            error = lock.lost() => {
+                tracing::error!("[worker-{worker}] - {error}; abandoning the work");
+                lost = true;
+                break;
+            }
+            () = tokio::time::sleep(step) => left -= step,
+        }
+    }
+    let hold = Hold {
+        worker,
+        process: std::process::id(),
+        start_us,
+        end_us: now_us(),
+        lost,
+    };
+    if let Ok(mut holds) = holds.lock() {
+        holds.push(hold);
+    }
 }
 
 /// Prints the holds in order and checks that none overlapped.

@@ -30,11 +30,19 @@ pub(crate) struct Millis {
     pub(crate) span: Span,
 }
 
-#[derive(Debug, Clone, Copy)]
 pub(crate) enum WaitArg {
     TryOnce,
     For(u64),
     Forever,
+    /// Decided at run time: an expression giving a `Duration` or a `Wait`.
+    Expr(Expr),
+}
+
+/// The lease length: a literal (checked at compile time) or an expression giving a
+/// `Duration` at run time (checked by the runtime, e.g. from configuration).
+pub(crate) enum TtlArg {
+    Literal(Millis),
+    Expr(Expr),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +55,7 @@ pub(crate) enum OnLostArg {
 /// error was reported).
 pub(crate) struct Args {
     pub(crate) name: Option<LitStr>,
-    pub(crate) ttl: Option<Millis>,
+    pub(crate) ttl: Option<TtlArg>,
     pub(crate) wait: WaitArg,
     pub(crate) heartbeat: Option<Millis>,
     pub(crate) client: Option<Expr>,
@@ -142,8 +150,12 @@ pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> Option<Args> {
 fn example(key: &str) -> &'static str {
     match key {
         "name" => "e.g. `name = \"invoice:{id}\"`",
-        "ttl" => "e.g. `ttl = 30` (seconds) or `ttl = \"500ms\"`",
-        "wait" => "e.g. `wait = \"5s\"`, `wait = 0` (try once) or `wait = \"forever\"`",
+        "ttl" => {
+            "e.g. `ttl = 30` (seconds), `ttl = \"500ms\"`, or an expression giving a `Duration`"
+        }
+        "wait" => {
+            "e.g. `wait = \"5s\"`, `wait = 0` (try once), `wait = \"forever\"`, or an expression giving a `Duration` or `Wait`"
+        }
         "heartbeat" => "e.g. `heartbeat = \"10s\"` (must be shorter than `ttl`)",
         "client" => "e.g. `client = self.locks` or `client = state.locks`",
         "guard" => "e.g. `guard = lock`, then use `lock.fencing_token()` in the body",
@@ -160,6 +172,7 @@ fn interpret(raw: Raw, errors: &mut Errors) -> Args {
     let mut name = None;
     let mut ttl = None;
     let mut wait = WaitArg::Forever;
+    let mut ttl_literal: Option<Millis> = None;
     let mut heartbeat = None;
     let mut client = None;
     let mut guard = None;
@@ -182,11 +195,15 @@ fn interpret(raw: Raw, errors: &mut Errors) -> Args {
                 Some(Lit::Str(lit)) => name = Some(lit.clone()),
                 _ => fail(errors, span, wrong("must be a string literal")),
             },
+            "ttl" if lit(&value).is_none() => ttl = Some(TtlArg::Expr(value)),
             "ttl" | "heartbeat" | "max_hold" | "min_hold" => match duration(&value, &key) {
                 Ok(ms) => {
                     let millis = Some(Millis { ms, span });
                     match key.as_str() {
-                        "ttl" => ttl = millis,
+                        "ttl" => {
+                            ttl_literal = millis;
+                            ttl = millis.map(TtlArg::Literal);
+                        }
                         "heartbeat" => heartbeat = millis,
                         "max_hold" => max_hold = millis,
                         _ => min_hold = millis,
@@ -194,6 +211,7 @@ fn interpret(raw: Raw, errors: &mut Errors) -> Args {
                 }
                 Err(message) => fail(errors, span, message),
             },
+            "wait" if lit(&value).is_none() => wait = WaitArg::Expr(value),
             "wait" => match lit(&value) {
                 Some(Lit::Int(int)) if int.base10_digits() == "0" => wait = WaitArg::TryOnce,
                 Some(Lit::Str(text)) if text.value().trim() == "forever" => wait = WaitArg::Forever,
@@ -247,7 +265,7 @@ fn interpret(raw: Raw, errors: &mut Errors) -> Args {
                 .into(),
         );
     }
-    if let Some(ttl) = ttl
+    if let Some(ttl) = ttl_literal
         && ttl.ms < 10
     {
         fail(
@@ -259,7 +277,7 @@ fn interpret(raw: Raw, errors: &mut Errors) -> Args {
             ),
         );
     }
-    if let (Some(ttl), Some(heartbeat)) = (ttl, heartbeat)
+    if let (Some(ttl), Some(heartbeat)) = (ttl_literal, heartbeat)
         && heartbeat.ms >= usable_ms(ttl.ms)
     {
         fail(

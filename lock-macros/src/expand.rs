@@ -9,11 +9,11 @@ use quote::{ToTokens, quote, quote_spanned};
 use syn::visit_mut::VisitMut;
 use syn::{Ident, ItemFn, ReturnType, Type};
 
-use crate::attr::{Args, OnLostArg, WaitArg};
+use crate::attr::{Args, OnLostArg, TtlArg, WaitArg};
 
 /// The rewritten function; `None` if `name` or `ttl` is missing (already reported).
 pub(crate) fn expand(args: &Args, function: &ItemFn) -> Option<TokenStream> {
-    let (Some(name), Some(ttl)) = (&args.name, args.ttl) else {
+    let (Some(name), Some(ttl)) = (&args.name, &args.ttl) else {
         return None;
     };
     let ItemFn {
@@ -31,7 +31,7 @@ pub(crate) fn expand(args: &Args, function: &ItemFn) -> Option<TokenStream> {
         Some(client) => quote!(::core::option::Option::Some(#private::client(&(#client)))),
         None => quote!(::core::option::Option::None),
     };
-    let options = options(args, ttl.ms, &private);
+    let options = options(args, ttl, &private);
     let handle = match &args.guard {
         Some(guard) => quote!(#guard),
         None => quote_spanned!(mixed=> _),
@@ -110,16 +110,20 @@ fn millis(private: &TokenStream, ms: u64) -> TokenStream {
     quote!(#private::Duration::from_millis(#ms))
 }
 
-fn options(args: &Args, ttl_ms: u64, private: &TokenStream) -> TokenStream {
-    let ttl = millis(private, ttl_ms);
+fn options(args: &Args, ttl: &TtlArg, private: &TokenStream) -> TokenStream {
+    let ttl = match ttl {
+        TtlArg::Literal(ttl) => millis(private, ttl.ms),
+        TtlArg::Expr(expr) => quote!(#expr),
+    };
     let mut options = quote!(#private::options(#ttl));
-    match args.wait {
+    match &args.wait {
         WaitArg::Forever => {}
         WaitArg::TryOnce => options.extend(quote!(.wait(#private::Wait::TryOnce))),
         WaitArg::For(ms) => {
-            let wait = millis(private, ms);
+            let wait = millis(private, *ms);
             options.extend(quote!(.wait(#private::Wait::For(#wait))));
         }
+        WaitArg::Expr(expr) => options.extend(quote!(.wait(#private::wait(#expr)))),
     }
     if let Some(heartbeat) = args.heartbeat {
         let heartbeat = millis(private, heartbeat.ms);

@@ -4,10 +4,181 @@
 mod attr;
 mod expand;
 mod item;
+#[cfg(test)]
+mod snapshot_tests;
 
 use proc_macro::TokenStream;
 
-/// See `lock_runtime::redis_locked` for the documentation.
+/// Runs the function on at most one worker at a time, across every process and
+/// machine that shares the Redis: the call takes a lease on the lock `name`, keeps it
+/// alive with a heartbeat while the body runs, and releases it however the body
+/// ends (return, `?`, panic, the caller dropping the future).
+///
+/// ```no_run
+/// use lock_runtime::{LockError, redis_locked};
+///
+/// #[redis_locked(name = "invoice:{id}", ttl = 30)]
+/// async fn settle(id: u64) -> Result<u64, LockError> {
+///     // only one worker settles invoice `id` at a time
+///     Ok(id)
+/// }
+/// ```
+///
+/// When the lock cannot be taken (busy past `wait`, Redis unreachable) or the lease
+/// is lost mid-body, the function returns a [`LockError`] through its return type:
+/// `Result<T, E>` with `E: From<LockError>` (including `std::io::Result`,
+/// `anyhow::Result` and aliases) returns `Err(error.into())`; `()` logs a `tracing`
+/// event and returns (a job that skips a busy tick); any other return type is a
+/// compile error that says so.
+///
+/// # Arguments
+///
+/// `name` (**required**): the lock's name. `{binding}` interpolates an argument
+/// (including one bound by a pattern), with `format!` rules.
+///
+/// ```no_run
+/// # use lock_runtime::{LockError, redis_locked};
+/// # struct Path<T>(T);
+/// #[redis_locked(name = "account:{id}:{currency}", ttl = 10)]
+/// async fn rebalance(Path(id): Path<u64>, currency: &str) -> Result<(), LockError> {
+///     Ok(())
+/// }
+/// ```
+///
+/// `ttl` (**required**): the lease length: whole seconds (`ttl = 30`) or a string with a
+/// unit (`"500ms"`, `"30s"`, `"5m"`, `"1h"`). If the holder dies, the lock frees
+/// itself this long after the last heartbeat.
+///
+/// `wait`: how long to wait for a busy lock: `"5s"`, `0` (try once), or `"forever"`
+/// (the default: mutex semantics).
+///
+/// ```no_run
+/// # use lock_runtime::{LockError, redis_locked};
+/// #[redis_locked(name = "report", ttl = 60, wait = "5s")]
+/// async fn report() -> Result<(), LockError> { Ok(()) }
+/// ```
+///
+/// `heartbeat`: how often the holder extends the lease (default ttl / 3); must be
+/// shorter than the ttl minus its clock-drift allowance.
+///
+/// ```no_run
+/// # use lock_runtime::{LockError, redis_locked};
+/// #[redis_locked(name = "import", ttl = "30s", heartbeat = "5s")]
+/// async fn import() -> Result<(), LockError> { Ok(()) }
+/// ```
+///
+/// `client`: where the lock lives: any expression giving a `LockClient` or a
+/// reference to one (default: the process-wide client, see
+/// `lock_runtime::default_client`).
+///
+/// ```no_run
+/// # use lock_runtime::{LockClient, LockError, redis_locked};
+/// struct Service { locks: LockClient }
+///
+/// impl Service {
+///     #[redis_locked(name = "order:{id}", ttl = 10, client = self.locks)]
+///     async fn ship(&self, id: u64) -> Result<(), LockError> { Ok(()) }
+/// }
+/// ```
+///
+/// `guard`: binds a `LockHandle` for the body: `fencing_token()`, `is_held()`,
+/// `check()?`, `lost().await`, `time_left()`.
+///
+/// `fencing`: hand out a strictly increasing fencing token with each acquisition,
+/// for storage that rejects writes from a holder whose lease has passed on.
+///
+/// ```no_run
+/// # use lock_runtime::{LockError, redis_locked};
+/// # async fn write_with_token(_: u64, _: Option<u64>) -> Result<(), LockError> { Ok(()) }
+/// #[redis_locked(name = "ledger:{account}", ttl = 30, guard = lock, fencing = true)]
+/// async fn post(account: u64) -> Result<(), LockError> {
+///     lock.check()?;
+///     write_with_token(account, lock.fencing_token()).await
+/// }
+/// ```
+///
+/// `on_lost` (`async fn` only): `"cancel"` (default) drops the body at its next
+/// await when the lease is lost; `"notify"` leaves it running to react through
+/// `lock.lost()`. Either way the call then returns `LockError::Lost`, never the
+/// body's value: a broken lease is not mistaken for success. A sync body cannot be
+/// interrupted; it runs to its end and the call returns `Lost`.
+///
+/// ```no_run
+/// # use lock_runtime::{LockError, redis_locked};
+/// #[redis_locked(name = "sync", ttl = 30, guard = lock, on_lost = "notify")]
+/// async fn sync_catalog() -> Result<(), LockError> {
+///     tokio::select! {
+///         error = lock.lost() => { /* roll back */ Err(error) }
+///         () = tokio::time::sleep(std::time::Duration::from_secs(1)) => Ok(()),
+///     }
+/// }
+/// ```
+///
+/// `max_hold`: the longest one hold may last; past it the lease is no longer
+/// extended and the call ends as lost (a stuck holder cannot keep the lock forever).
+///
+/// `min_hold`: for scheduled jobs: a body that ends sooner leaves the lock to expire
+/// at start + `min_hold` instead of releasing it, so a node whose clock lags does not
+/// run the same tick again.
+///
+/// ```no_run
+/// # use lock_runtime::redis_locked;
+/// #[redis_locked(name = "cleanup", ttl = 60, wait = 0, min_hold = "30s", max_hold = "10m")]
+/// async fn cleanup() {
+///     // runs once per tick across the fleet; a busy tick is skipped and logged
+/// }
+/// ```
+///
+/// `crate`: the path to `lock_runtime` for crates that re-export it (default
+/// `::lock_runtime`), e.g. `crate = "my_app::locks"`.
+///
+/// Plain `fn`s work too: the function blocks its thread while waiting, and the
+/// heartbeat runs on the runtime's own background thread, so it works from
+/// `std::thread` workers and is safe to call inside an async runtime.
+///
+/// ```no_run
+/// # use lock_runtime::redis_locked;
+/// #[redis_locked(name = "export", ttl = "5m", wait = 0)]
+/// fn nightly_export(path: &std::path::Path) -> std::io::Result<()> {
+///     std::fs::write(path, b"done")
+/// }
+/// ```
+///
+/// Every argument error is a compile error at the offending token, with the fix.
+///
+/// # What it expands to
+///
+/// The signature stays as written; the body moves, unchanged, into a closure that the
+/// runtime calls while the lock is held. For
+///
+/// ```ignore
+/// #[redis_locked(name = "invoice:{id}", ttl = 30)]
+/// pub async fn settle(id: u64) -> Result<Receipt, AppError> { body }
+/// ```
+///
+/// the attribute generates (helper names are hygienic: the body cannot see them)
+///
+/// ```ignore
+/// pub async fn settle(id: u64) -> Result<Receipt, AppError> {
+///     let __lock_name: String = format!("invoice:{id}");
+///     let __lock_client: Option<LockClient> = None; // `client = …` gives Some(…)
+///     let __lock_options: LockOptions = options(Duration::from_millis(30000)); // + wait, heartbeat…
+///     ::lock_runtime::__private::run_async(__lock_client, &__lock_name, &__lock_options,
+///         move |_: LockHandle| async move {
+///             if false { let r: Result<Receipt, AppError> = loop {}; return r; } // fixes the type for `?`
+///             { body }
+///         },
+///     )
+///     .await
+/// }
+/// ```
+///
+/// `run_async` is `LockClient::run_with` on the given (or default) client, with the
+/// error converted through the return type; a sync `fn` calls `run_blocking`, which
+/// is `LockClient::run_blocking`. The exact output for several shapes is checked in
+/// under `lock-macros/snapshots/`.
+///
+/// [`LockError`]: https://docs.rs/lock-runtime/latest/lock_runtime/enum.LockError.html
 #[proc_macro_attribute]
 pub fn redis_locked(args: TokenStream, item: TokenStream) -> TokenStream {
     redis_locked_impl(args.into(), item.into()).into()

@@ -50,6 +50,11 @@ pub fn options(ttl: Duration) -> LockOptions {
     LockOptions::new(ttl)
 }
 
+/// `wait = expr`: a `Duration` (wait up to it) or a `Wait`.
+pub fn wait(wait: impl Into<Wait>) -> Wait {
+    wait.into()
+}
+
 /// The async path: the given client or the default one, then `run_with`.
 pub async fn run_async<R, F, Fut>(
     client: Option<LockClient>,

@@ -33,6 +33,13 @@ pub enum OnLost {
     Notify,
 }
 
+impl From<Duration> for Wait {
+    /// Wait up to this long (zero: try once).
+    fn from(wait: Duration) -> Self {
+        Wait::For(wait)
+    }
+}
+
 /// The lease's terms: length, waiting, heartbeat, fencing and hold bounds.
 ///
 /// Built with chained setters from [`LockOptions::new`] or `Default` (ttl 30 s, wait

@@ -1,0 +1,32 @@
+pub async fn settle(id: u64) -> Result<Receipt, AppError> {
+    let __lock_name: ::std::string::String = ::std::format!("invoice:{id}");
+    let __lock_client: ::core::option::Option<::lock_runtime::__private::LockClient> = ::core::option::Option::None;
+    let __lock_options: ::lock_runtime::__private::LockOptions = ::lock_runtime::__private::options(
+        ::lock_runtime::__private::Duration::from_millis(30000u64),
+    );
+    ::lock_runtime::__private::run_async(
+            __lock_client,
+            &__lock_name,
+            &__lock_options,
+            move |_: ::lock_runtime::__private::LockHandle| async move {
+                #[allow(
+                    unreachable_code,
+                    clippy::diverging_sub_expression,
+                    clippy::empty_loop,
+                    clippy::let_unit_value,
+                    clippy::let_with_type_underscore,
+                    clippy::needless_return,
+                    clippy::unreachable
+                )]
+                if false {
+                    let __lock_fake_return: Result<Receipt, AppError> = loop {};
+                    return __lock_fake_return;
+                }
+                {
+                    let receipt = charge(id).await?;
+                    Ok(receipt)
+                }
+            },
+        )
+        .await
+}

@@ -1,0 +1,29 @@
+fn nightly_export(path: &Path) -> std::io::Result<()> {
+    let __lock_name: ::std::string::String = ::std::format!("export");
+    let __lock_client: ::core::option::Option<::lock_runtime::__private::LockClient> = ::core::option::Option::None;
+    let __lock_options: ::lock_runtime::__private::LockOptions = ::lock_runtime::__private::options(
+            ::lock_runtime::__private::Duration::from_millis(300000u64),
+        )
+        .wait(::lock_runtime::__private::Wait::TryOnce);
+    ::lock_runtime::__private::run_blocking(
+        __lock_client,
+        &__lock_name,
+        &__lock_options,
+        move |_: ::lock_runtime::__private::LockHandle| {
+            #[allow(
+                unreachable_code,
+                clippy::diverging_sub_expression,
+                clippy::empty_loop,
+                clippy::let_unit_value,
+                clippy::let_with_type_underscore,
+                clippy::needless_return,
+                clippy::unreachable
+            )]
+            if false {
+                let __lock_fake_return: std::io::Result<()> = loop {};
+                return __lock_fake_return;
+            }
+            { std::fs::write(path, b"done") }
+        },
+    )
+}
