@@ -1,5 +1,9 @@
 //! Shared plumbing for the examples: seed-style logging and finding (or starting) a
-//! Redis to run against.
+//! Redis to run against; and the services the examples run, as library modules so
+//! the tests drive exactly the code the examples ship.
+
+pub mod bank;
+pub mod jobs;
 
 use std::fmt;
 use std::net::TcpListener;

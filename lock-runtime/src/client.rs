@@ -31,6 +31,8 @@ const POLL_CEILING_WITH_NOTICES: Duration = Duration::from_secs(5);
 /// How long a fence counter outlives the last acquisition that used it. Its loss is
 /// harmless (tokens have the server clock as a floor); the expiry stops one key per
 /// name from living forever.
+/// How long the attempt made at a wait's deadline may take to answer.
+const LAST_ATTEMPT_GRACE: Duration = Duration::from_millis(250);
 /// What `Wait::Forever` means in practice (as tokio's `Instant::far_future`).
 const FOREVER: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
 const FENCE_KEY_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -332,6 +334,8 @@ impl LockClient {
         };
         let mut subscription: Option<Subscription> = None;
         let mut backoff = Backoff { next: POLL_FIRST };
+        // The holder's remaining lease as last reported, and when.
+        let mut last_holder_ttl: Option<(Duration, Instant)> = None;
         loop {
             if let Some(subscription) = subscription.as_mut() {
                 subscription.mark_seen();
@@ -339,11 +343,16 @@ impl LockClient {
             let sent_at = Instant::now();
             token.armed = true;
             let attempt = self.attempt(name, &key, &token.token, options);
+            // An attempt may run a little past the wait's deadline, so the last
+            // retry (made at the deadline) gets its answer.
             let outcome = match deadline {
-                Some(deadline) => match tokio::time::timeout_at(deadline, attempt).await {
-                    Ok(outcome) => outcome,
-                    Err(_) => Err(self.timeout_error(name, started, None)),
-                },
+                Some(deadline) => {
+                    let limit = deadline.max(sent_at + LAST_ATTEMPT_GRACE);
+                    match tokio::time::timeout_at(limit, attempt).await {
+                        Ok(outcome) => outcome,
+                        Err(_) => Err(self.timeout_error(name, started, last_holder_ttl)),
+                    }
+                }
                 None => attempt.await,
             };
             // On an error (or if this future is dropped while the request is in
@@ -375,6 +384,7 @@ impl LockClient {
                 }
                 Attempt::Busy { holder_ttl } => {
                     token.busy();
+                    last_holder_ttl = holder_ttl.map(|ttl| (ttl, Instant::now()));
                     holder_ttl
                 }
             };
@@ -386,7 +396,7 @@ impl LockClient {
             };
             let now = Instant::now();
             if now >= deadline {
-                return Err(self.timeout_error(name, started, holder_ttl));
+                return Err(self.timeout_error(name, started, last_holder_ttl));
             }
             let Some(subscription) = subscription.as_mut() else {
                 // Subscribe, then retry at once: a release that happened before the
@@ -414,12 +424,12 @@ impl LockClient {
         &self,
         name: &str,
         started: Instant,
-        holder_ttl: Option<Duration>,
+        holder_ttl: Option<(Duration, Instant)>,
     ) -> LockError {
         LockError::Timeout {
             name: name.to_owned(),
             waited: started.elapsed(),
-            retry_after: holder_ttl,
+            retry_after: holder_ttl.map(|(ttl, seen)| ttl.saturating_sub(seen.elapsed())),
         }
     }
 

@@ -33,6 +33,8 @@ struct ReadmeDoctests;
 
 #[doc(hidden)]
 pub mod __private;
+#[cfg(feature = "axum")]
+mod axum;
 mod background;
 mod blocking;
 mod client;

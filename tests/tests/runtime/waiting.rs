@@ -48,6 +48,8 @@ async fn a_bounded_wait_times_out_after_about_that_long() {
         .unwrap_err();
     let waited = started.elapsed();
     assert!(matches!(error, LockError::Timeout { .. }), "{error}");
+    let retry_after = error.retry_after().expect("the holder's remaining lease");
+    assert!(retry_after > Duration::from_secs(5) && retry_after <= Duration::from_secs(10));
     assert!(waited >= Duration::from_millis(700), "{waited:?}");
     assert!(waited < Duration::from_millis(1_500), "{waited:?}");
     assert!(
