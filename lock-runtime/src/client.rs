@@ -729,16 +729,22 @@ fn open_client(
     url: &str,
     tls_root_certificate: Option<Vec<u8>>,
 ) -> redis::RedisResult<redis::Client> {
+    use redis::IntoConnectionInfo;
+    // Every lock operation is one small request waiting for its answer: never let
+    // Nagle's algorithm hold a request back.
+    let info = url.into_connection_info()?;
+    let tcp = info.tcp_settings().clone().set_nodelay(true);
+    let info = info.set_tcp_settings(tcp);
     match tls_root_certificate {
         #[cfg(feature = "tls")]
         Some(root_cert) => redis::Client::build_with_tls(
-            url,
+            info,
             redis::TlsCertificates {
                 client_tls: None,
                 root_cert: Some(root_cert),
             },
         ),
-        _ => redis::Client::open(url),
+        _ => redis::Client::open(info),
     }
 }
 

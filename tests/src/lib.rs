@@ -21,6 +21,8 @@ pub struct RedisServer {
     extra_args: Vec<String>,
     /// The CA certificate (PEM) when the server speaks only TLS.
     tls_ca: Option<Vec<u8>>,
+    /// Run the server on this CPU core only (`taskset`), for benchmarks.
+    pin_core: Option<u32>,
     dir: tempfile::TempDir,
 }
 
@@ -28,6 +30,39 @@ impl RedisServer {
     /// Starts a server on a free loopback port.
     pub fn start() -> RedisServer {
         RedisServer::start_with(&[])
+    }
+
+    /// Starts a server pinned to one CPU core with `taskset` (for benchmarks; falls
+    /// back to unpinned where `taskset` is missing).
+    pub fn start_pinned(core: u32) -> RedisServer {
+        let has_taskset = Command::new("taskset")
+            .arg("-V")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        let dir = tempfile::tempdir().expect("temp dir for redis-server");
+        let mut server = RedisServer {
+            child: None,
+            port: 0,
+            socket: None,
+            extra_args: Vec::new(),
+            tls_ca: None,
+            pin_core: has_taskset.then_some(core),
+            dir,
+        };
+        for _ in 0..10 {
+            server.port = free_port();
+            if server.spawn() {
+                return server;
+            }
+        }
+        panic!("could not start redis-server on a free port after 10 tries");
+    }
+
+    /// The core the server is pinned to, if it is.
+    pub fn pinned_core(&self) -> Option<u32> {
+        self.pin_core
     }
 
     /// Starts a server with extra command-line settings (e.g. `["--requirepass", "pw"]`).
@@ -39,6 +74,7 @@ impl RedisServer {
             socket: None,
             extra_args: args.iter().map(|a| (*a).to_owned()).collect(),
             tls_ca: None,
+            pin_core: None,
             dir,
         };
         for _ in 0..10 {
@@ -60,6 +96,7 @@ impl RedisServer {
             socket: Some(socket),
             extra_args: Vec::new(),
             tls_ca: None,
+            pin_core: None,
             dir,
         };
         assert!(
@@ -155,6 +192,7 @@ impl RedisServer {
             socket: None,
             extra_args,
             tls_ca: Some(tls_ca),
+            pin_core: None,
             dir,
         };
         for _ in 0..10 {
@@ -227,7 +265,14 @@ impl RedisServer {
     }
 
     fn spawn(&mut self) -> bool {
-        let mut command = Command::new("redis-server");
+        let mut command = match self.pin_core {
+            Some(core) => {
+                let mut taskset = Command::new("taskset");
+                taskset.args(["-c", &core.to_string(), "redis-server"]);
+                taskset
+            }
+            None => Command::new("redis-server"),
+        };
         command
             .args(["--save", "", "--appendonly", "no", "--bind", "127.0.0.1"])
             .arg("--dir")

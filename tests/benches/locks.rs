@@ -1,0 +1,546 @@
+//! Lock benchmarks: the raw round trip, uncontended and contended locking for
+//! lock-runtime and for `rslock` (Redlock on the same redis client stack), and the
+//! cost of many held locks and many waiters. Prints one table of medians.
+//!
+//! ```text
+//! cargo bench -p tests --bench locks                  # own redis-server, 5 reps
+//! BENCH_PIN=1 cargo bench -p tests --bench locks      # server on core 0, clients on core 1
+//! BENCH_QUICK=1 cargo bench -p tests --bench locks    # fewer, shorter reps
+//! BENCH_REDIS_URL=redis://host:6379 cargo bench ...   # an existing server (keys bench:*)
+//! ```
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::print_stdout)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use lock_runtime::{LockClient, LockError, LockOptions, redis_locked};
+use tokio::time::Instant;
+
+/// Counts live heap bytes, to state the memory one held lock costs.
+struct CountingAllocator;
+
+static LIVE_BYTES: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+// SAFETY: every call is forwarded unchanged to the system allocator; the counter
+// is only bookkeeping.
+#[allow(unsafe_code)]
+unsafe impl std::alloc::GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        LIVE_BYTES.fetch_add(layout.size() as i64, Ordering::Relaxed);
+        // SAFETY: same contract as our caller's.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        LIVE_BYTES.fetch_sub(layout.size() as i64, Ordering::Relaxed);
+        // SAFETY: same contract as our caller's.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+fn live_bytes() -> f64 {
+    LIVE_BYTES.load(Ordering::Relaxed) as f64
+}
+
+struct Config {
+    url: String,
+    reps: usize,
+    ops: usize,
+    contended_for: Duration,
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// A plain connection on the same client stack, with TCP_NODELAY as lock-runtime's.
+async fn data_connection(url: &str) -> redis::aio::MultiplexedConnection {
+    use redis::IntoConnectionInfo;
+    let info = url.into_connection_info().unwrap();
+    let tcp = info.tcp_settings().clone().set_nodelay(true);
+    redis::Client::open(info.set_tcp_settings(tcp))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+/// Mean µs per operation of `op`, median over reps.
+async fn per_op<F, Fut>(config: &Config, mut op: F) -> f64
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for _ in 0..config.ops / 10 {
+        op().await; // warm-up
+    }
+    let mut reps = Vec::new();
+    for _ in 0..config.reps {
+        let started = Instant::now();
+        for _ in 0..config.ops {
+            op().await;
+        }
+        reps.push(started.elapsed().as_secs_f64() * 1e6 / config.ops as f64);
+    }
+    median(&mut reps)
+}
+
+#[redis_locked(name = "bench:annotated", ttl = 30, client = locks)]
+async fn annotated(locks: &LockClient) -> Result<(), LockError> {
+    Ok(())
+}
+
+/// One contended run's figures.
+#[derive(Default, Clone)]
+struct Contended {
+    per_second: f64,
+    lost_updates: i64,
+    fairness: f64,
+    handoff_p50_ms: f64,
+    handoff_p99_ms: f64,
+}
+
+/// `workers` tasks take one lock in a loop; the critical section is GET then SET+1.
+/// `take` acquires (returning an opaque release future maker).
+async fn contended<L, T, R>(config: &Config, workers: usize, name: &str, make: L) -> Contended
+where
+    L: Fn(String) -> T,
+    T: std::future::Future<Output = R>,
+    R: Locker + Send + 'static,
+{
+    let mut data = data_connection(&config.url).await;
+    let counter = format!("bench:counter:{name}");
+    let _: () = redis::cmd("SET")
+        .arg(&counter)
+        .arg(0)
+        .query_async(&mut data)
+        .await
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let base = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..workers {
+        let locker = make(config.url.clone()).await;
+        let stop = Arc::clone(&stop);
+        let counter = counter.clone();
+        let name = name.to_owned();
+        let mut data = data_connection(&config.url).await;
+        tasks.push(tokio::spawn(async move {
+            let mut holds = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let held = locker.take(&name).await;
+                let acquired = base.elapsed();
+                let value: i64 = redis::cmd("GET")
+                    .arg(&counter)
+                    .query_async(&mut data)
+                    .await
+                    .unwrap();
+                let () = redis::cmd("SET")
+                    .arg(&counter)
+                    .arg(value + 1)
+                    .query_async(&mut data)
+                    .await
+                    .unwrap();
+                let released = base.elapsed();
+                locker.give_back(held).await;
+                holds.push((acquired, released));
+            }
+            holds
+        }));
+    }
+    tokio::time::sleep(config.contended_for).await;
+    stop.store(true, Ordering::Relaxed);
+    let window = config.contended_for;
+    let mut all = Vec::new();
+    let mut per_worker = Vec::new();
+    let mut total = 0i64;
+    for (worker, task) in tasks.into_iter().enumerate() {
+        let holds = task.await.unwrap();
+        total += holds.len() as i64;
+        per_worker.push(
+            holds
+                .iter()
+                .filter(|(acquired, _)| *acquired < window)
+                .count() as f64,
+        );
+        all.extend(holds.into_iter().map(|(a, r)| (a, r, worker)));
+    }
+    let value: i64 = redis::cmd("GET")
+        .arg(&counter)
+        .query_async(&mut data)
+        .await
+        .unwrap();
+    all.sort_by_key(|(acquired, _, _)| *acquired);
+    let mut handoffs: Vec<f64> = all
+        .windows(2)
+        .filter(|pair| pair[0].2 != pair[1].2 && pair[1].0 < window)
+        .map(|pair| pair[1].0.saturating_sub(pair[0].1).as_secs_f64() * 1e3)
+        .collect();
+    handoffs.sort_by(f64::total_cmp);
+    let in_window: f64 = per_worker.iter().sum();
+    let min = per_worker.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = per_worker.iter().copied().fold(0.0, f64::max);
+    Contended {
+        per_second: in_window / window.as_secs_f64(),
+        lost_updates: total - value,
+        fairness: if max > 0.0 { min / max } else { 0.0 },
+        handoff_p50_ms: percentile(&handoffs, 0.50),
+        handoff_p99_ms: percentile(&handoffs, 0.99),
+    }
+}
+
+/// Something that takes and gives back one named lock.
+trait Locker {
+    type Held: Send;
+    fn take(&self, name: &str) -> impl std::future::Future<Output = Self::Held> + Send;
+    fn give_back(&self, held: Self::Held) -> impl std::future::Future<Output = ()> + Send;
+}
+
+struct Ours(LockClient, LockOptions);
+
+impl Locker for Ours {
+    type Held = lock_runtime::LockGuard;
+    async fn take(&self, name: &str) -> Self::Held {
+        self.0.acquire(name, &self.1).await.unwrap()
+    }
+    async fn give_back(&self, held: Self::Held) {
+        held.release().await.unwrap();
+    }
+}
+
+struct Peer(rslock::LockManager);
+
+impl Locker for Peer {
+    type Held = rslock::Lock;
+    async fn take(&self, name: &str) -> Self::Held {
+        self.0
+            .acquire_no_guard(name.as_bytes(), Duration::from_secs(30))
+            .await
+            .unwrap()
+    }
+    async fn give_back(&self, held: Self::Held) {
+        self.0.unlock(&held).await;
+    }
+}
+
+/// Repeats a contended run and keeps the median of each figure.
+async fn contended_median<L, T, R>(
+    config: &Config,
+    workers: usize,
+    name: &str,
+    make: L,
+) -> Contended
+where
+    L: Fn(String) -> T,
+    T: std::future::Future<Output = R>,
+    R: Locker + Send + 'static,
+{
+    let mut runs = Vec::new();
+    for rep in 0..config.reps.min(3) {
+        runs.push(contended(config, workers, &format!("{name}:{rep}"), &make).await);
+    }
+    let pick = |f: fn(&Contended) -> f64| median(&mut runs.iter().map(f).collect::<Vec<_>>());
+    Contended {
+        per_second: pick(|c| c.per_second),
+        lost_updates: runs.iter().map(|c| c.lost_updates).sum(),
+        fairness: pick(|c| c.fairness),
+        handoff_p50_ms: pick(|c| c.handoff_p50_ms),
+        handoff_p99_ms: pick(|c| c.handoff_p99_ms),
+    }
+}
+
+/// CPU seconds this process has used.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = fields
+        .get(11)
+        .and_then(|u| u.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        + fields
+            .get(12)
+            .and_then(|s| s.parse::<f64>().ok())
+            .unwrap_or(0.0);
+    ticks / 100.0
+}
+
+/// Requests the server has answered: top-level commands, counting a script call
+/// once (not the commands it runs inside), i.e. round trips. Excludes the INFO
+/// calls made to measure.
+async fn requests_served(data: &mut redis::aio::MultiplexedConnection) -> f64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(data)
+        .await
+        .unwrap();
+    let calls = |line: &str| -> f64 {
+        line.split("calls=")
+            .nth(1)
+            .and_then(|rest| rest.split(',').next()?.parse().ok())
+            .unwrap_or(0.0)
+    };
+    // Commands run inside scripts are counted in their own lines too; the lock
+    // scripts run GET, SET, PEXPIRE, DEL, PTTL, PUBLISH, INCR and TIME, which the
+    // benchmark's own traffic (GET, SET) also uses, so count scripts and pub/sub
+    // commands only: everything a lock costs.
+    info.lines()
+        .filter(|line| {
+            [
+                "cmdstat_evalsha:",
+                "cmdstat_eval:",
+                "cmdstat_subscribe:",
+                "cmdstat_unsubscribe:",
+                "cmdstat_script|load:",
+            ]
+            .iter()
+            .any(|prefix| line.starts_with(prefix))
+        })
+        .map(calls)
+        .sum()
+}
+
+fn main() {
+    // Optionally pin this process to core 1 (the server goes on core 0).
+    let pin = std::env::var_os("BENCH_PIN").is_some();
+    if pin && std::env::var_os("BENCH_PINNED").is_none() {
+        let exe = std::env::current_exe().unwrap();
+        let status = std::process::Command::new("taskset")
+            .arg("-c")
+            .arg("1")
+            .arg(exe)
+            .args(std::env::args_os().skip(1))
+            .env("BENCH_PINNED", "1")
+            .status();
+        match status {
+            Ok(status) => std::process::exit(status.code().unwrap_or(1)),
+            Err(error) => println!("taskset unavailable ({error}); running unpinned"),
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(run(pin));
+}
+
+async fn run(pin: bool) {
+    let quick = std::env::var_os("BENCH_QUICK").is_some();
+    let server = match std::env::var("BENCH_REDIS_URL") {
+        Ok(_) => None,
+        Err(_) if pin => Some(tests::RedisServer::start_pinned(0)),
+        Err(_) => Some(tests::RedisServer::start()),
+    };
+    let url = std::env::var("BENCH_REDIS_URL")
+        .unwrap_or_else(|_| server.as_ref().map(|s| s.url()).unwrap_or_default());
+    let config = Config {
+        url,
+        reps: if quick { 3 } else { 5 },
+        ops: if quick { 1_000 } else { 5_000 },
+        contended_for: Duration::from_secs(if quick { 1 } else { 2 }),
+    };
+    println!(
+        "lock benchmarks: redis {} ({}), {} reps, {} ops/rep, contended runs {:?}\n",
+        config.url,
+        if pin {
+            "server core 0, client core 1"
+        } else {
+            "unpinned"
+        },
+        config.reps,
+        config.ops,
+        config.contended_for
+    );
+
+    // The floor: one round trip on the same client stack.
+    let ping = data_connection(&config.url).await;
+    let rtt = per_op(&config, || {
+        let mut ping = ping.clone();
+        async move {
+            let _: String = redis::cmd("PING").query_async(&mut ping).await.unwrap();
+        }
+    })
+    .await;
+
+    let locks = LockClient::connect(&config.url).await.unwrap();
+    let options = LockOptions::new(Duration::from_secs(30));
+    let by_hand = per_op(&config, || async {
+        let guard = locks.acquire("bench:uncontended", &options).await.unwrap();
+        guard.release().await.unwrap();
+    })
+    .await;
+    let through_attribute = per_op(&config, || async {
+        annotated(&locks).await.unwrap();
+    })
+    .await;
+    let peer = rslock::LockManager::new(vec![config.url.clone()]);
+    let peer_uncontended = per_op(&config, || async {
+        let lock = peer
+            .lock("bench:peer".as_bytes(), Duration::from_secs(30))
+            .await
+            .unwrap();
+        peer.unlock(&lock).await;
+    })
+    .await;
+
+    println!("| uncontended | µs per acquire+release | ÷ 2 round trips |");
+    println!("| --- | ---: | ---: |");
+    println!("| PING round trip (the floor) | {rtt:.1} | |");
+    for (what, us) in [
+        ("lock-runtime, guard by hand", by_hand),
+        ("lock-runtime, #[redis_locked] fn", through_attribute),
+        ("rslock lock + unlock", peer_uncontended),
+    ] {
+        println!("| {what} | {us:.1} | {:.3} |", us / (2.0 * rtt));
+    }
+    println!(
+        "\nattribute ÷ guard by hand: {:.3}\n",
+        through_attribute / by_hand
+    );
+
+    println!(
+        "| contended (GET, SET+1) | workers | acquisitions/s | lost updates | fairness min/max | handoff p50 ms | handoff p99 ms |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let mut rows = HashMap::new();
+    for workers in [4, 16, 64] {
+        let ours = contended_median(
+            &config,
+            workers,
+            &format!("bench:ours:{workers}"),
+            |url: String| async move {
+                Ours(
+                    LockClient::connect(&url).await.unwrap(),
+                    LockOptions::new(Duration::from_secs(30)),
+                )
+            },
+        )
+        .await;
+        let theirs = contended_median(
+            &config,
+            workers,
+            &format!("bench:peer:{workers}"),
+            |url: String| async move { Peer(rslock::LockManager::new(vec![url])) },
+        )
+        .await;
+        for (who, c) in [("lock-runtime", &ours), ("rslock", &theirs)] {
+            println!(
+                "| {who} | {workers} | {:.0} | {} | {:.2} | {:.2} | {:.2} |",
+                c.per_second, c.lost_updates, c.fairness, c.handoff_p50_ms, c.handoff_p99_ms
+            );
+        }
+        rows.insert(workers, (ours.per_second, theirs.per_second));
+    }
+    for (workers, (ours, theirs)) in {
+        let mut rows: Vec<_> = rows.into_iter().collect();
+        rows.sort_by_key(|(w, _)| *w);
+        rows
+    } {
+        println!(
+            "throughput ratio lock-runtime ÷ rslock at W = {workers}: {:.2}",
+            ours / theirs
+        );
+    }
+
+    scale(&config).await;
+    crowd(&config).await;
+}
+
+/// 10,000 locks held at once by one process, heartbeats running.
+async fn scale(config: &Config) {
+    let count = if config.reps <= 3 { 2_000 } else { 10_000 };
+    let ttl = Duration::from_secs(3); // heartbeat every 1 s
+    let locks = LockClient::connect(&config.url).await.unwrap();
+    let mut data = data_connection(&config.url).await;
+    let options = LockOptions::new(ttl);
+    let bytes_before = live_bytes();
+    let mut guards = Vec::with_capacity(count);
+    for index in 0..count {
+        guards.push(
+            locks
+                .acquire(&format!("bench:held:{index}"), &options)
+                .await
+                .unwrap(),
+        );
+    }
+    let bytes_after = live_bytes();
+    tokio::time::sleep(Duration::from_secs(2)).await; // let the beats spread out
+    let window = Duration::from_secs(5);
+    let requests_before = requests_served(&mut data).await;
+    let cpu_before = cpu_seconds();
+    tokio::time::sleep(window).await;
+    let cpu_after = cpu_seconds();
+    let requests_after = requests_served(&mut data).await;
+    let held = guards.iter().filter(|guard| guard.is_held()).count();
+    let per_second = (requests_after - requests_before) / window.as_secs_f64();
+    let expected = count as f64 / (ttl / 3).as_secs_f64();
+    println!(
+        "\n{count} locks held (ttl {ttl:?}, heartbeat {:?}): {held} still held after {window:?}; \
+         {per_second:.0} lock requests/s to Redis (locks ÷ heartbeat = {expected:.0}, ratio {:.3}); \
+         client CPU {:.1}% of a core; {:.2} KiB of heap per held lock",
+        ttl / 3,
+        per_second / expected,
+        (cpu_after - cpu_before) / window.as_secs_f64() * 100.0,
+        (bytes_after - bytes_before) / count as f64 / 1024.0,
+    );
+    for guard in guards {
+        guard.release().await.unwrap();
+    }
+}
+
+/// 1,000 waiters queued on one busy lock: what they cost Redis while they wait,
+/// and how long until all are served once it is free.
+async fn crowd(config: &Config) {
+    let count = if config.reps <= 3 { 200 } else { 1_000 };
+    let holder = LockClient::connect(&config.url).await.unwrap();
+    let waiters = LockClient::connect(&config.url).await.unwrap();
+    let mut data = data_connection(&config.url).await;
+    let options = LockOptions::new(Duration::from_secs(30));
+    let guard = holder.acquire("bench:crowd", &options).await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..count {
+        let waiters = waiters.clone();
+        let options = options.clone();
+        tasks.push(tokio::spawn(async move {
+            let guard = waiters.acquire("bench:crowd", &options).await.unwrap();
+            guard.release().await.unwrap();
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await; // subscriptions settle
+    let window = Duration::from_secs(5);
+    let before = requests_served(&mut data).await;
+    tokio::time::sleep(window).await;
+    let after = requests_served(&mut data).await;
+    let waiting_per_second = (after - before) / window.as_secs_f64();
+    let released = Instant::now();
+    let before = requests_served(&mut data).await;
+    guard.release().await.unwrap();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let served_in = released.elapsed();
+    let after = requests_served(&mut data).await;
+    println!(
+        "{count} waiters on one busy lock: {waiting_per_second:.1} lock requests/s to Redis while waiting; \
+         all served {served_in:.2?} after the release, with {:.0} lock requests ({:.1} per waiter)",
+        after - before,
+        (after - before) / count as f64
+    );
+}
