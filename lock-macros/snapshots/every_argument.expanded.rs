@@ -13,6 +13,7 @@ async fn post(state: &AppState, account: u64) -> Result<impl Display, AppError> 
         )
         .heartbeat(my_app::locks::__private::Duration::from_millis(10000u64))
         .fencing(true)
+        .fair(true)
         .max_hold(my_app::locks::__private::Duration::from_millis(600000u64))
         .min_hold(my_app::locks::__private::Duration::from_millis(1000u64))
         .on_lost(my_app::locks::__private::OnLost::Notify);

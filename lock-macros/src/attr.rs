@@ -17,6 +17,7 @@ pub(crate) const KEYS: &[&str] = &[
     "client",
     "guard",
     "fencing",
+    "fair",
     "on_lost",
     "max_hold",
     "min_hold",
@@ -61,6 +62,7 @@ pub(crate) struct Args {
     pub(crate) client: Option<Expr>,
     pub(crate) guard: Option<Ident>,
     pub(crate) fencing: bool,
+    pub(crate) fair: bool,
     pub(crate) on_lost: Option<(OnLostArg, Span)>,
     pub(crate) max_hold: Option<Millis>,
     pub(crate) min_hold: Option<Millis>,
@@ -160,6 +162,7 @@ fn example(key: &str) -> &'static str {
         "client" => "e.g. `client = self.locks` or `client = state.locks`",
         "guard" => "e.g. `guard = lock`, then use `lock.fencing_token()` in the body",
         "fencing" => "`fencing = true` or `fencing = false`",
+        "fair" => "`fair = true` (waiters served in arrival order) or `fair = false`",
         "on_lost" => "`on_lost = \"cancel\"` or `on_lost = \"notify\"`",
         "max_hold" => "e.g. `max_hold = \"10m\"`",
         "min_hold" => "e.g. `min_hold = \"30s\"`",
@@ -177,6 +180,7 @@ fn interpret(raw: Raw, errors: &mut Errors) -> Args {
     let mut client = None;
     let mut guard = None;
     let mut fencing = false;
+    let mut fair = false;
     let mut on_lost = None;
     let mut max_hold = None;
     let mut min_hold = None;
@@ -236,6 +240,10 @@ fn interpret(raw: Raw, errors: &mut Errors) -> Args {
             },
             "fencing" => match lit(&value) {
                 Some(Lit::Bool(on)) => fencing = on.value(),
+                _ => fail(errors, span, wrong("must be `true` or `false`")),
+            },
+            "fair" => match lit(&value) {
+                Some(Lit::Bool(on)) => fair = on.value(),
                 _ => fail(errors, span, wrong("must be `true` or `false`")),
             },
             "on_lost" => match lit(&value) {
@@ -311,6 +319,7 @@ fn interpret(raw: Raw, errors: &mut Errors) -> Args {
         client,
         guard,
         fencing,
+        fair,
         on_lost,
         max_hold,
         min_hold,

@@ -97,6 +97,15 @@ use proc_macro::TokenStream;
 /// }
 /// ```
 ///
+/// `fair`: serve waiters in arrival order, each holder handing the lock directly to
+/// the next waiter (a FIFO queue in Redis). Every user of the lock must agree on it.
+///
+/// ```no_run
+/// # use lock_runtime::{LockError, redis_locked};
+/// #[redis_locked(name = "printer", ttl = 30, fair = true)]
+/// async fn print(job: u64) -> Result<(), LockError> { Ok(()) }
+/// ```
+///
 /// `on_lost` (`async fn` only): `"cancel"` (default) drops the body at its next
 /// await when the lease is lost; `"notify"` leaves it running to react through
 /// `lock.lost()`. Either way the call then returns `LockError::Lost`, never the

@@ -83,6 +83,7 @@ fn every_argument() {
             client = state.locks,
             guard = lock,
             fencing = true,
+            fair = true,
             on_lost = "notify",
             max_hold = "10m",
             min_hold = "1s",

@@ -323,7 +323,7 @@ impl LockClient {
             reason: "acquire must run inside a tokio runtime".to_owned(),
         })?;
         let key = self.key_for(name);
-        let mut token = UnsettledToken::new(self, &key, name)?;
+        let mut token = UnsettledToken::new(self, &key, name, options.fair)?;
         let started = Instant::now();
         // `None`: try once. A wait too long to represent is the same as forever.
         let deadline = match options.wait {
@@ -342,7 +342,7 @@ impl LockClient {
             }
             let sent_at = Instant::now();
             token.armed = true;
-            let attempt = self.attempt(name, &key, &token.token, options);
+            let attempt = self.attempt(name, &key, &token.token, options, deadline.is_some());
             // An attempt may run a little past the wait's deadline, so the last
             // retry (made at the deadline) gets its answer.
             let outcome = match deadline {
@@ -379,11 +379,11 @@ impl LockClient {
                         "acquire answered after the lease's validity; retrying"
                     );
                     drop(guard);
-                    token = UnsettledToken::new(self, &key, name)?;
+                    token = UnsettledToken::new(self, &key, name, options.fair)?;
                     None
                 }
                 Attempt::Busy { holder_ttl } => {
-                    token.busy();
+                    token.busy(options.fair && deadline.is_some());
                     last_holder_ttl = holder_ttl.map(|ttl| (ttl, Instant::now()));
                     holder_ttl
                 }
@@ -402,16 +402,24 @@ impl LockClient {
                 // Subscribe, then retry at once: a release that happened before the
                 // subscription took effect is then seen by the retry.
                 tracing::debug!(lock = name, "lock busy; waiting for its release");
-                let mut fresh = self.inner.notices.register(&self.channel_for(&key));
+                let fair_token = options.fair.then_some(token.token.as_str());
+                let mut fresh = self
+                    .inner
+                    .notices
+                    .register(&self.channel_for(&key), fair_token);
                 let _ = tokio::time::timeout_at(deadline, fresh.activate()).await;
                 subscription = Some(fresh);
                 continue;
             };
-            let ceiling = if subscription.is_live() {
+            let mut ceiling = if subscription.is_live() {
                 POLL_CEILING_WITH_NOTICES
             } else {
                 POLL_CEILING
             };
+            if options.fair {
+                // Refresh our place in the queue well within its lifetime (one ttl).
+                ceiling = ceiling.min(options.ttl / 3);
+            }
             let mut pause = backoff.step(ceiling);
             if let Some(holder_ttl) = holder_ttl {
                 pause = pause.min(holder_ttl + Duration::from_millis(1));
@@ -492,6 +500,7 @@ impl LockClient {
         runtime: &tokio::runtime::Handle,
     ) -> LockGuard {
         let lease = Arc::new(Lease::new(
+            options.fair,
             name.to_owned(),
             key,
             token,
@@ -520,16 +529,32 @@ impl LockClient {
         key: &str,
         token: &str,
         options: &LockOptions,
+        queue: bool,
     ) -> Result<Attempt, LockError> {
         let mut connection = self.inner.connection.clone();
         let fence_lifetime = FENCE_KEY_LIFETIME.max(options.ttl.saturating_mul(2));
-        let (acquired, value): (i64, i64) = scripts::ACQUIRE
-            .key(key)
+        let script = if options.fair {
+            &scripts::ACQUIRE_FAIR
+        } else {
+            &scripts::ACQUIRE
+        };
+        let mut invocation = script.key(key);
+        invocation
             .key(format!("{key}:fence"))
             .arg(token)
             .arg(millis(options.ttl))
             .arg(if options.fencing { "1" } else { "0" })
-            .arg(millis(fence_lifetime))
+            .arg(millis(fence_lifetime));
+        if options.fair {
+            // A waiter's place is kept for one ttl without a refresh: a dead waiter
+            // delays the queue by at most its own ttl. Zero: do not queue.
+            let place = if queue { millis(options.ttl) } else { 0 };
+            invocation
+                .key(queue_key(key))
+                .key(waiters_key(key))
+                .arg(place);
+        }
+        let (acquired, value): (i64, i64) = invocation
             .invoke_async(&mut connection)
             .await
             .map_err(|source| LockError::Redis {
@@ -591,21 +616,14 @@ impl LockClient {
                 tracing::debug!(lock = %lease.name, left_ms = millis(left), "released before min_hold; key left to expire");
                 self.extend_lease(lease, left).await?
             }
-            None => {
-                let mut connection = self.inner.connection.clone();
-                let deleted: i64 = scripts::RELEASE
-                    .key(&lease.key)
-                    .arg(&lease.token)
-                    .arg(self.channel_for(&lease.key))
-                    .invoke_async(&mut connection)
-                    .await
-                    .map_err(|source| LockError::Redis {
-                        name: lease.name.clone(),
-                        action: "release",
-                        source,
-                    })?;
-                deleted == 1
-            }
+            None => self
+                .release_token(&lease.key, &lease.token, lease.fair)
+                .await
+                .map_err(|source| LockError::Redis {
+                    name: lease.name.clone(),
+                    action: "release",
+                    source,
+                })?,
         };
         if still_ours {
             tracing::debug!(lock = %lease.name, "lock released");
@@ -616,18 +634,38 @@ impl LockClient {
         }
     }
 
-    /// Best-effort release of a token whose acquire outcome is unknown.
-    fn spawn_release(&self, key: String, token: String) {
-        let client = self.clone();
-        self.inner.runtime.spawn(async move {
-            let mut connection = client.inner.connection.clone();
-            let channel = client.channel_for(&key);
-            let _: Result<i64, _> = scripts::RELEASE
-                .key(&key)
-                .arg(&token)
+    /// Compare-and-delete `token` (FIFO: also leave the queue, and hand the lock to
+    /// the next waiter); `Ok(true)` if the token held the lock.
+    async fn release_token(&self, key: &str, token: &str, fair: bool) -> redis::RedisResult<bool> {
+        let mut connection = self.inner.connection.clone();
+        let channel = self.channel_for(key);
+        let released: i64 = if fair {
+            scripts::RELEASE_FAIR
+                .key(key)
+                .key(format!("{key}:fence"))
+                .key(queue_key(key))
+                .key(waiters_key(key))
+                .arg(token)
                 .arg(channel)
                 .invoke_async(&mut connection)
-                .await;
+                .await?
+        } else {
+            scripts::RELEASE
+                .key(key)
+                .arg(token)
+                .arg(channel)
+                .invoke_async(&mut connection)
+                .await?
+        };
+        Ok(released == 1)
+    }
+
+    /// Best-effort release of a token whose acquire outcome is unknown (or, FIFO,
+    /// that may be queued or have been handed the lock).
+    fn spawn_release(&self, key: String, token: String, fair: bool) {
+        let client = self.clone();
+        self.inner.runtime.spawn(async move {
+            let _ = client.release_token(&key, &token, fair).await;
         });
     }
 }
@@ -635,19 +673,25 @@ impl LockClient {
 /// A token whose acquire attempt may have set the key: unless settled (handed to a
 /// guard, or known not to be set), dropping it spawns a compare-and-delete, so an
 /// acquire cancelled or failed mid-request does not leave the lock held until its ttl.
+///
+/// FIFO: a busy attempt queues the token, so it stays armed until the lock is ours,
+/// and dropping it (timeout, cancellation) leaves the queue, handing the lock on if
+/// it had just been handed to us.
 struct UnsettledToken {
     client: LockClient,
     key: String,
     token: String,
+    fair: bool,
     armed: bool,
 }
 
 impl UnsettledToken {
-    fn new(client: &LockClient, key: &str, name: &str) -> Result<Self, LockError> {
+    fn new(client: &LockClient, key: &str, name: &str, fair: bool) -> Result<Self, LockError> {
         Ok(UnsettledToken {
             client: client.clone(),
             key: key.to_owned(),
             token: new_token(name)?,
+            fair,
             armed: false,
         })
     }
@@ -658,9 +702,10 @@ impl UnsettledToken {
         (self.key.clone(), std::mem::take(&mut self.token))
     }
 
-    /// The attempt found the lock busy: the key is not ours.
-    fn busy(&mut self) {
-        self.armed = false;
+    /// The attempt found the lock busy: the key is not ours (but `queued`: the
+    /// token now waits in the FIFO queue, and must leave it if we give up).
+    fn busy(&mut self, queued: bool) {
+        self.armed = queued;
     }
 }
 
@@ -670,6 +715,7 @@ impl Drop for UnsettledToken {
             self.client.spawn_release(
                 std::mem::take(&mut self.key),
                 std::mem::take(&mut self.token),
+                self.fair,
             );
         }
     }
@@ -697,6 +743,16 @@ pub(crate) fn after_release<T>(released: Result<(), LockError>, output: T) -> Re
             Ok(output)
         }
     }
+}
+
+/// The FIFO queue of lock `key` (same hash slot).
+fn queue_key(key: &str) -> String {
+    format!("{key}:queue")
+}
+
+/// The FIFO waiters' deadlines of lock `key` (same hash slot).
+fn waiters_key(key: &str) -> String {
+    format!("{key}:waiters")
 }
 
 fn millis(duration: Duration) -> u64 {

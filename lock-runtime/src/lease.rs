@@ -21,6 +21,8 @@ pub(crate) struct Lease {
     pub(crate) key: String,
     pub(crate) token: String,
     pub(crate) fence: Option<u64>,
+    /// Taken in FIFO mode: released by handing over to the next waiter.
+    pub(crate) fair: bool,
     pub(crate) ttl: Duration,
     /// When the acquire that won this lease was sent.
     pub(crate) acquired_at: Instant,
@@ -36,6 +38,7 @@ pub(crate) struct Lease {
 
 impl Lease {
     pub(crate) fn new(
+        fair: bool,
         name: String,
         key: String,
         token: String,
@@ -44,6 +47,7 @@ impl Lease {
         acquired_at: Instant,
     ) -> Self {
         Lease {
+            fair,
             name,
             key,
             token,

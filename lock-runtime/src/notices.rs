@@ -19,7 +19,14 @@ type Registry = Arc<Mutex<HashMap<String, Channel>>>;
 #[derive(Debug)]
 struct Channel {
     waiters: usize,
+    /// Wakes every waiter of the channel (a plain release notice).
     signal: watch::Sender<u64>,
+    /// Wakes one fair waiter, by token (a FIFO handoff names its new owner).
+    targeted: HashMap<String, watch::Sender<u64>>,
+}
+
+fn bump(signal: &watch::Sender<u64>) {
+    signal.send_modify(|n| *n = n.wrapping_add(1));
 }
 
 pub(crate) struct Notices {
@@ -45,6 +52,7 @@ impl std::fmt::Debug for Notices {
 pub(crate) struct Subscription {
     notices: Arc<Notices>,
     channel: String,
+    token: Option<String>,
     signal: watch::Receiver<u64>,
     /// True once SUBSCRIBE was confirmed; until then the waiter only polls.
     live: bool,
@@ -75,7 +83,10 @@ impl Notices {
     /// Registers a waiter on `channel`; [`Subscription::activate`] then makes sure
     /// the connection is subscribed. Registered first, so a waiter dropped while
     /// subscribing still unregisters.
-    pub(crate) fn register(self: &Arc<Self>, channel: &str) -> Subscription {
+    ///
+    /// A fair waiter passes its `token`: it is then woken only by a handoff naming
+    /// it (or a dropped connection), not by every release.
+    pub(crate) fn register(self: &Arc<Self>, channel: &str, token: Option<&str>) -> Subscription {
         let signal = {
             let mut registry = lock_registry(&self.registry);
             let entry = registry
@@ -83,13 +94,22 @@ impl Notices {
                 .or_insert_with(|| Channel {
                     waiters: 0,
                     signal: watch::channel(0).0,
+                    targeted: HashMap::new(),
                 });
             entry.waiters += 1;
-            entry.signal.subscribe()
+            match token {
+                Some(token) => entry
+                    .targeted
+                    .entry(token.to_owned())
+                    .or_insert_with(|| watch::channel(0).0)
+                    .subscribe(),
+                None => entry.signal.subscribe(),
+            }
         };
         Subscription {
             notices: Arc::clone(self),
             channel: channel.to_owned(),
+            token: token.map(str::to_owned),
             signal,
             live: false,
         }
@@ -214,9 +234,7 @@ async fn resubscribe(notices: Weak<Notices>) {
         };
         if done {
             strong.healthy.store(true, Ordering::Release);
-            for entry in lock_registry(&strong.registry).values() {
-                entry.signal.send_modify(|n| *n = n.wrapping_add(1));
-            }
+            wake_all(&lock_registry(&strong.registry));
             return;
         }
         drop(strong);
@@ -227,6 +245,13 @@ async fn resubscribe(notices: Weak<Notices>) {
 
 /// Runs on the pub/sub connection's reader: wakes the waiters of a released lock, or
 /// every waiter when the connection dropped (notices may have been missed).
+fn wake_all(registry: &HashMap<String, Channel>) {
+    for entry in registry.values() {
+        bump(&entry.signal);
+        entry.targeted.values().for_each(bump);
+    }
+}
+
 fn dispatch(registry: &Registry, push: PushInfo) {
     let registry = lock_registry(registry);
     match push.kind {
@@ -235,15 +260,22 @@ fn dispatch(registry: &Registry, push: PushInfo) {
                 Some(Value::BulkString(bytes)) => String::from_utf8_lossy(bytes),
                 _ => return,
             };
-            if let Some(entry) = registry.get(channel.as_ref()) {
-                entry.signal.send_modify(|n| *n = n.wrapping_add(1));
+            let Some(entry) = registry.get(channel.as_ref()) else {
+                return;
+            };
+            match push.data.get(1) {
+                Some(Value::BulkString(payload)) if !payload.is_empty() => {
+                    if let Some(signal) = entry
+                        .targeted
+                        .get(String::from_utf8_lossy(payload).as_ref())
+                    {
+                        bump(signal);
+                    }
+                }
+                _ => bump(&entry.signal),
             }
         }
-        PushKind::Disconnection => {
-            for entry in registry.values() {
-                entry.signal.send_modify(|n| *n = n.wrapping_add(1));
-            }
-        }
+        PushKind::Disconnection => wake_all(&registry),
         _ => {}
     }
 }
@@ -285,6 +317,9 @@ impl Drop for Subscription {
             let mut registry = lock_registry(&self.notices.registry);
             match registry.get_mut(&self.channel) {
                 Some(entry) => {
+                    if let Some(token) = &self.token {
+                        entry.targeted.remove(token);
+                    }
                     entry.waiters = entry.waiters.saturating_sub(1);
                     if entry.waiters == 0 {
                         registry.remove(&self.channel);

@@ -74,6 +74,12 @@ pub struct LockOptions {
     pub min_hold: Option<Duration>,
     /// What a scoped `run` does when the lease is lost mid-body.
     pub on_lost: OnLost,
+    /// Serve waiters in arrival order, handing the lock from each holder directly
+    /// to the next waiter (a FIFO queue in Redis). Each handoff costs the new holder
+    /// one more round trip (it confirms), but no waiter starves, a release wakes only
+    /// the next waiter, and a waiter costs Redis one request per ttl/3 to keep its
+    /// place. Every user of a lock must agree on this setting.
+    pub fair: bool,
 }
 
 impl Default for LockOptions {
@@ -93,6 +99,7 @@ impl LockOptions {
             max_hold: None,
             min_hold: None,
             on_lost: OnLost::Cancel,
+            fair: false,
         }
     }
 
@@ -135,6 +142,13 @@ impl LockOptions {
     #[must_use]
     pub fn min_hold(mut self, min_hold: Duration) -> Self {
         self.min_hold = Some(min_hold);
+        self
+    }
+
+    /// Serves waiters in arrival order (see [`LockOptions::fair`](Self#structfield.fair)).
+    #[must_use]
+    pub fn fair(mut self, fair: bool) -> Self {
+        self.fair = fair;
         self
     }
 

@@ -76,3 +76,135 @@ return 0
 ",
     )
 });
+
+/// The fencing-token part shared by both acquire scripts (prepended to their text).
+/// KEYS\[2\] fence key; ARGV\[3\] `"1"` for fencing, ARGV\[4\] fence key lifetime (ms).
+const FENCE_FUNCTION: &str = r"
+local function fence()
+  if ARGV[3] ~= '1' then
+    return 0
+  end
+  local now = redis.call('TIME')
+  local floor = tonumber(now[1]) * 1000000 + tonumber(now[2])
+  local token = (tonumber(redis.call('GET', KEYS[2])) or 0) + 1
+  if token < floor then
+    token = floor
+  end
+  redis.call('SET', KEYS[2], string.format('%.0f', token), 'PX', ARGV[4])
+  return token
+end
+";
+
+/// The FIFO queue helpers shared by the fair scripts. KEYS\[3\] the queue (a sorted
+/// set of waiting tokens by arrival), KEYS\[4\] the waiters' hash: token ->
+/// `"<deadline ms>:<ttl ms>"` (server time), and `#seq`, the arrival counter.
+const QUEUE_FUNCTIONS: &str = r"
+local function now_ms()
+  local now = redis.call('TIME')
+  return tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+end
+local function leave(token)
+  redis.call('ZREM', KEYS[3], token)
+  redis.call('HDEL', KEYS[4], token)
+end
+-- The first waiter whose deadline has not passed (dropping the dead), and its ttl.
+local function first_live(now)
+  while true do
+    local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
+    if not head then
+      return nil, nil
+    end
+    local entry = redis.call('HGET', KEYS[4], head)
+    local deadline, ttl = nil, nil
+    if entry then
+      deadline, ttl = string.match(entry, '^(%d+):(%d+)$')
+    end
+    if deadline and tonumber(deadline) >= now then
+      return head, ttl
+    end
+    leave(head)
+  end
+end
+";
+
+/// Acquire in FIFO order (`fair`).
+///
+/// KEYS\[1\] lock key, KEYS\[2\] fence key, KEYS\[3\] queue, KEYS\[4\] waiters;
+/// ARGV\[1\] token, ARGV\[2\] ttl ms, ARGV\[3\] fencing, ARGV\[4\] fence lifetime ms,
+/// ARGV\[5\] how long this waiter's place is kept without another call (ms; `0`:
+/// try once, do not queue).
+///
+/// Returns `{1, fence}` when the lock is now held by the token: either it was
+/// handed to the token by the previous holder's release (confirmed here, and the
+/// lease restarted at ttl), or it was free with nobody live queued ahead. Otherwise
+/// the token is queued (kept in place if already queued) with a fresh deadline, and
+/// the result is `{0, pttl}` (`-2` when the lock is free but reserved for the
+/// waiter ahead).
+pub(crate) static ACQUIRE_FAIR: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(&format!(
+        "{FENCE_FUNCTION}{QUEUE_FUNCTIONS}{}",
+        r"
+local owner = redis.call('GET', KEYS[1])
+if owner == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  leave(ARGV[1])
+  return {1, fence()}
+end
+local now = now_ms()
+local head = first_live(now)
+if not owner and (not head or head == ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  leave(ARGV[1])
+  return {1, fence()}
+end
+if ARGV[5] == '0' then
+  if owner then
+    return {0, redis.call('PTTL', KEYS[1])}
+  end
+  return {0, -2}
+end
+if not redis.call('ZSCORE', KEYS[3], ARGV[1]) then
+  redis.call('ZADD', KEYS[3], redis.call('HINCRBY', KEYS[4], '#seq', 1), ARGV[1])
+end
+redis.call('HSET', KEYS[4], ARGV[1], string.format('%.0f:%s', now + tonumber(ARGV[5]), ARGV[2]))
+-- The queue outlives every deadline in it, then vanishes if nobody waits.
+redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[5]) * 2)
+redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[5]) * 2)
+if owner then
+  return {0, redis.call('PTTL', KEYS[1])}
+end
+return {0, -2}
+"
+    ))
+});
+
+/// Release in FIFO order, or leave the queue (`fair`).
+///
+/// KEYS\[1\] lock key, KEYS\[3\] queue, KEYS\[4\] waiters (KEYS\[2\] unused);
+/// ARGV\[1\] token, ARGV\[2\] notice channel.
+///
+/// Takes the token out of the queue. If the token holds the lock, hands the lock
+/// directly to the first live waiter (the key now holds that waiter's token for its
+/// ttl, and a notice naming it wakes it to confirm), or deletes it when nobody
+/// waits; returns 1. Returns 0, touching no lock, when the token does not hold it.
+pub(crate) static RELEASE_FAIR: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(&format!(
+        "{QUEUE_FUNCTIONS}{}",
+        r"
+leave(ARGV[1])
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+local next, ttl = first_live(now_ms())
+if next then
+  leave(next)
+  redis.call('SET', KEYS[1], next, 'PX', ttl)
+  redis.pcall('PUBLISH', ARGV[2], next)
+else
+  redis.call('DEL', KEYS[1])
+  redis.pcall('PUBLISH', ARGV[2], '')
+end
+return 1
+"
+    ))
+});

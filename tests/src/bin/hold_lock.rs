@@ -1,6 +1,7 @@
 //! Takes a lock and holds it (heartbeat running) until killed.
 //!
-//! Usage: `hold_lock <redis-url> <lock-name> <ttl-ms>`. Prints `ACQUIRED` once held.
+//! Usage: `hold_lock <redis-url> <lock-name> <ttl-ms> [fair]`. Prints `ACQUIRED` once
+//! held (with `fair`, it waits its turn in the FIFO queue first).
 
 #![allow(clippy::print_stdout)]
 
@@ -10,11 +11,13 @@ use std::time::Duration;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let [_, url, name, ttl_ms] = args.as_slice() else {
-        return Err("usage: hold_lock <redis-url> <lock-name> <ttl-ms>".into());
+    let (url, name, ttl_ms, fair) = match args.as_slice() {
+        [_, url, name, ttl_ms] => (url, name, ttl_ms, false),
+        [_, url, name, ttl_ms, fair] if fair == "fair" => (url, name, ttl_ms, true),
+        _ => return Err("usage: hold_lock <redis-url> <lock-name> <ttl-ms> [fair]".into()),
     };
     let client = lock_runtime::LockClient::connect(url).await?;
-    let options = lock_runtime::LockOptions::new(Duration::from_millis(ttl_ms.parse()?));
+    let options = lock_runtime::LockOptions::new(Duration::from_millis(ttl_ms.parse()?)).fair(fair);
     let guard = client.acquire(name, &options).await?;
     println!("ACQUIRED");
     std::io::stdout().flush()?;

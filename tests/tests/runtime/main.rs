@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod default_client;
+mod fair;
 mod fencing;
 mod lease;
 mod mutual_exclusion;

@@ -11,6 +11,7 @@ use lock_runtime::{LockClient, LockError, redis_locked};
     client = locks,
     guard = lock,
     fencing = true,
+    fair = true,
     on_lost = "notify",
     max_hold = "10m",
     min_hold = "1s",

@@ -1,0 +1,224 @@
+//! FIFO mode (`fair`): arrival order, direct handoff, and waiters or holders that
+//! die or give up must not stall the queue beyond their own ttl.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lock_runtime::{LockClient, LockError, LockOptions, Wait};
+use redis::AsyncCommands;
+use tests::RedisServer;
+use tokio::time::Instant;
+
+use crate::client;
+
+fn fair(ttl_ms: u64) -> LockOptions {
+    LockOptions::new(Duration::from_millis(ttl_ms)).fair(true)
+}
+
+fn queued(server: &RedisServer, locks: &LockClient, name: &str) -> i64 {
+    redis::cmd("ZCARD")
+        .arg(format!("{}:queue", locks.key_for(name)))
+        .query(&mut server.connection())
+        .unwrap()
+}
+
+/// Waits until `count` waiters are queued on `name` (they queue on their first
+/// busy attempt).
+async fn until_queued(server: &RedisServer, locks: &LockClient, name: &str, count: i64) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while queued(server, locks, name) < count {
+        assert!(Instant::now() < deadline, "{count} waiters never queued");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn spawn_holder(server: &RedisServer, name: &str, ttl_ms: u64) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_hold_lock"))
+        .args([server.url().as_str(), name, &ttl_ms.to_string(), "fair"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fair_mode_keeps_mutual_exclusion() {
+    let server = Arc::new(RedisServer::start());
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let url = server.url();
+        tasks.push(tokio::spawn(async move {
+            let locks = client(&url).await;
+            let mut data = redis::Client::open(url.as_str())
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap();
+            for _ in 0..30 {
+                locks
+                    .run("fair-counter", &fair(5_000), async {
+                        let value: i64 = data.get("counter").await.unwrap_or(0);
+                        tokio::task::yield_now().await;
+                        let () = data.set("counter", value + 1).await.unwrap();
+                    })
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let total: i64 = redis::cmd("GET")
+        .arg("counter")
+        .query(&mut server.connection())
+        .unwrap();
+    assert_eq!(total, 480);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_are_served_in_arrival_order() {
+    let server = RedisServer::start();
+    let holder = client(&server.url()).await;
+    let guard = holder.acquire("fifo", &fair(10_000)).await.unwrap();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let mut waiters = Vec::new();
+    for index in 0..6 {
+        // Each waiter on its own client, arriving after the previous one queued.
+        let locks = client(&server.url()).await;
+        let order = Arc::clone(&order);
+        waiters.push(tokio::spawn(async move {
+            let guard = locks.acquire("fifo", &fair(10_000)).await.unwrap();
+            order.lock().unwrap().push(index);
+            guard.release().await.unwrap();
+        }));
+        until_queued(&server, &holder, "fifo", index + 1).await;
+    }
+    guard.release().await.unwrap();
+    for waiter in waiters {
+        waiter.await.unwrap();
+    }
+    assert_eq!(*order.lock().unwrap(), vec![0, 1, 2, 3, 4, 5]);
+}
+
+/// A waiter that gives up leaves the queue: the next one gets the lock at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_that_times_out_does_not_hold_up_the_queue() {
+    let server = RedisServer::start();
+    let holder = client(&server.url()).await;
+    let guard = holder.acquire("impatient", &fair(10_000)).await.unwrap();
+    let impatient = client(&server.url()).await;
+    let patient = client(&server.url()).await;
+    let give_up = tokio::spawn(async move {
+        impatient
+            .acquire(
+                "impatient",
+                &fair(10_000).wait(Wait::For(Duration::from_millis(500))),
+            )
+            .await
+    });
+    until_queued(&server, &holder, "impatient", 1).await;
+    let wait = tokio::spawn(async move {
+        let guard = patient.acquire("impatient", &fair(10_000)).await.unwrap();
+        let acquired = Instant::now();
+        guard.release().await.unwrap();
+        acquired
+    });
+    until_queued(&server, &holder, "impatient", 2).await;
+    assert!(matches!(
+        give_up.await.unwrap(),
+        Err(LockError::Timeout { .. })
+    ));
+    until_queued(&server, &holder, "impatient", 1).await;
+    assert_eq!(
+        queued(&server, &holder, "impatient"),
+        1,
+        "the impatient waiter left"
+    );
+    let released = Instant::now();
+    guard.release().await.unwrap();
+    let latency = wait.await.unwrap() - released;
+    assert!(
+        latency < Duration::from_millis(300),
+        "handed over after {latency:?}"
+    );
+}
+
+/// A queued waiter that dies is handed the lock (nobody knows it died), so the
+/// next waiter gets it after the dead one's ttl, not later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_waiter_stalls_the_queue_for_at_most_its_ttl() {
+    let server = RedisServer::start();
+    let holder = client(&server.url()).await;
+    let guard = holder.acquire("dead-waiter", &fair(10_000)).await.unwrap();
+    let mut doomed = spawn_holder(&server, "dead-waiter", 1_000);
+    until_queued(&server, &holder, "dead-waiter", 1).await;
+    let survivor = client(&server.url()).await;
+    let wait = tokio::spawn(async move {
+        let guard = survivor
+            .acquire("dead-waiter", &fair(10_000))
+            .await
+            .unwrap();
+        let acquired = Instant::now();
+        guard.release().await.unwrap();
+        acquired
+    });
+    until_queued(&server, &holder, "dead-waiter", 2).await;
+    doomed.kill().unwrap();
+    doomed.wait().unwrap();
+    let released = Instant::now();
+    guard.release().await.unwrap();
+    let stalled = wait.await.unwrap() - released;
+    assert!(
+        stalled <= Duration::from_millis(2_000),
+        "stalled {stalled:?} (dead waiter's ttl: 1 s)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_holder_frees_the_queue_after_its_ttl() {
+    let server = RedisServer::start();
+    let mut holder = spawn_holder(&server, "dead-holder", 1_000);
+    let mut line = String::new();
+    BufReader::new(holder.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ACQUIRED");
+    let waiter = client(&server.url()).await;
+    let wait = tokio::spawn(async move {
+        let guard = waiter.acquire("dead-holder", &fair(5_000)).await.unwrap();
+        let acquired = Instant::now();
+        guard.release().await.unwrap();
+        acquired
+    });
+    let observer = client(&server.url()).await;
+    until_queued(&server, &observer, "dead-holder", 1).await;
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let killed = Instant::now();
+    let freed_after = wait.await.unwrap() - killed;
+    assert!(
+        freed_after <= Duration::from_millis(2_500),
+        "{freed_after:?}"
+    );
+}
+
+#[tokio::test]
+async fn fair_try_once_does_not_queue() {
+    let server = RedisServer::start();
+    let holder = client(&server.url()).await;
+    let guard = holder.acquire("fair-busy", &fair(10_000)).await.unwrap();
+    let other = client(&server.url()).await;
+    let busy = other
+        .acquire("fair-busy", &fair(10_000).wait(Wait::TryOnce))
+        .await;
+    assert!(matches!(busy, Err(LockError::Busy { .. })), "{busy:?}");
+    assert_eq!(queued(&server, &holder, "fair-busy"), 0);
+    guard.release().await.unwrap();
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg(holder.key_for("fair-busy"))
+        .query(&mut server.connection())
+        .unwrap();
+    assert_eq!(exists, 0, "released with nobody waiting: deleted");
+}
