@@ -433,6 +433,18 @@ async fn run(pin: bool) {
             },
         )
         .await;
+        let fifo = contended_median(
+            &config,
+            workers,
+            &format!("bench:fair:{workers}"),
+            |url: String| async move {
+                Ours(
+                    LockClient::connect(&url).await.unwrap(),
+                    LockOptions::new(Duration::from_secs(30)).fair(true),
+                )
+            },
+        )
+        .await;
         let theirs = contended_median(
             &config,
             workers,
@@ -440,27 +452,34 @@ async fn run(pin: bool) {
             |url: String| async move { Peer(rslock::LockManager::new(vec![url])) },
         )
         .await;
-        for (who, c) in [("lock-runtime", &ours), ("rslock", &theirs)] {
+        for (who, c) in [
+            ("lock-runtime", &ours),
+            ("lock-runtime fair", &fifo),
+            ("rslock", &theirs),
+        ] {
             println!(
                 "| {who} | {workers} | {:.0} | {} | {:.2} | {:.2} | {:.2} |",
                 c.per_second, c.lost_updates, c.fairness, c.handoff_p50_ms, c.handoff_p99_ms
             );
         }
-        rows.insert(workers, (ours.per_second, theirs.per_second));
+        rows.insert(
+            workers,
+            (ours.per_second, fifo.per_second, theirs.per_second),
+        );
     }
-    for (workers, (ours, theirs)) in {
-        let mut rows: Vec<_> = rows.into_iter().collect();
-        rows.sort_by_key(|(w, _)| *w);
-        rows
-    } {
+    let mut rows: Vec<_> = rows.into_iter().collect();
+    rows.sort_by_key(|(workers, _)| *workers);
+    for (workers, (ours, fifo, theirs)) in rows {
         println!(
-            "throughput ratio lock-runtime ÷ rslock at W = {workers}: {:.2}",
-            ours / theirs
+            "throughput ÷ rslock at W = {workers}: default {:.2}, fair {:.2}",
+            ours / theirs,
+            fifo / theirs
         );
     }
 
     scale(&config).await;
-    crowd(&config).await;
+    crowd(&config, false).await;
+    crowd(&config, true).await;
 }
 
 /// 10,000 locks held at once by one process, heartbeats running.
@@ -507,19 +526,24 @@ async fn scale(config: &Config) {
 
 /// 1,000 waiters queued on one busy lock: what they cost Redis while they wait,
 /// and how long until all are served once it is free.
-async fn crowd(config: &Config) {
+async fn crowd(config: &Config, fair: bool) {
     let count = if config.reps <= 3 { 200 } else { 1_000 };
     let holder = LockClient::connect(&config.url).await.unwrap();
     let waiters = LockClient::connect(&config.url).await.unwrap();
     let mut data = data_connection(&config.url).await;
-    let options = LockOptions::new(Duration::from_secs(30));
-    let guard = holder.acquire("bench:crowd", &options).await.unwrap();
+    let options = LockOptions::new(Duration::from_secs(30)).fair(fair);
+    let name = if fair {
+        "bench:crowd:fair"
+    } else {
+        "bench:crowd"
+    };
+    let guard = holder.acquire(name, &options).await.unwrap();
     let mut tasks = Vec::new();
     for _ in 0..count {
         let waiters = waiters.clone();
         let options = options.clone();
         tasks.push(tokio::spawn(async move {
-            let guard = waiters.acquire("bench:crowd", &options).await.unwrap();
+            let guard = waiters.acquire(name, &options).await.unwrap();
             guard.release().await.unwrap();
         }));
     }
@@ -538,8 +562,9 @@ async fn crowd(config: &Config) {
     let served_in = released.elapsed();
     let after = requests_served(&mut data).await;
     println!(
-        "{count} waiters on one busy lock: {waiting_per_second:.1} lock requests/s to Redis while waiting; \
+        "{count} waiters ({}) on one busy lock: {waiting_per_second:.1} lock requests/s to Redis while waiting; \
          all served {served_in:.2?} after the release, with {:.0} lock requests ({:.1} per waiter)",
+        if fair { "fair" } else { "default" },
         after - before,
         (after - before) / count as f64
     );
