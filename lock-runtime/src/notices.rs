@@ -4,7 +4,7 @@
 //! release between an attempt and the wait cannot be missed. Notices are only a hint
 //! to retry now; safety never depends on them, and without them waiters poll.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
@@ -19,10 +19,19 @@ type Registry = Arc<Mutex<HashMap<String, Channel>>>;
 #[derive(Debug)]
 struct Channel {
     waiters: usize,
-    /// Wakes every waiter of the channel (a plain release notice).
-    signal: watch::Sender<u64>,
-    /// Wakes one fair waiter, by token (a FIFO handoff names its new owner).
+    /// Plain waiters of this process in arrival order. A release notice wakes only
+    /// the first: one retry per release from this process, not one per waiter.
+    plain: VecDeque<(u64, watch::Sender<u64>)>,
+    next_id: u64,
+    /// Fair waiters by token: a FIFO handoff names its new owner.
     targeted: HashMap<String, watch::Sender<u64>>,
+}
+
+/// How a waiter is found in its channel.
+#[derive(Debug)]
+enum WaiterKey {
+    Plain(u64),
+    Fair(String),
 }
 
 fn bump(signal: &watch::Sender<u64>) {
@@ -52,7 +61,7 @@ impl std::fmt::Debug for Notices {
 pub(crate) struct Subscription {
     notices: Arc<Notices>,
     channel: String,
-    token: Option<String>,
+    key: WaiterKey,
     signal: watch::Receiver<u64>,
     /// True once SUBSCRIBE was confirmed; until then the waiter only polls.
     live: bool,
@@ -87,29 +96,35 @@ impl Notices {
     /// A fair waiter passes its `token`: it is then woken only by a handoff naming
     /// it (or a dropped connection), not by every release.
     pub(crate) fn register(self: &Arc<Self>, channel: &str, token: Option<&str>) -> Subscription {
-        let signal = {
+        let (key, signal) = {
             let mut registry = lock_registry(&self.registry);
             let entry = registry
                 .entry(channel.to_owned())
                 .or_insert_with(|| Channel {
                     waiters: 0,
-                    signal: watch::channel(0).0,
+                    plain: VecDeque::new(),
+                    next_id: 0,
                     targeted: HashMap::new(),
                 });
             entry.waiters += 1;
-            match token {
-                Some(token) => entry
-                    .targeted
-                    .entry(token.to_owned())
-                    .or_insert_with(|| watch::channel(0).0)
-                    .subscribe(),
-                None => entry.signal.subscribe(),
-            }
+            let (sender, receiver) = watch::channel(0);
+            let key = match token {
+                Some(token) => {
+                    entry.targeted.insert(token.to_owned(), sender);
+                    WaiterKey::Fair(token.to_owned())
+                }
+                None => {
+                    entry.next_id += 1;
+                    entry.plain.push_back((entry.next_id, sender));
+                    WaiterKey::Plain(entry.next_id)
+                }
+            };
+            (key, receiver)
         };
         Subscription {
             notices: Arc::clone(self),
             channel: channel.to_owned(),
-            token: token.map(str::to_owned),
+            key,
             signal,
             live: false,
         }
@@ -247,7 +262,7 @@ async fn resubscribe(notices: Weak<Notices>) {
 /// every waiter when the connection dropped (notices may have been missed).
 fn wake_all(registry: &HashMap<String, Channel>) {
     for entry in registry.values() {
-        bump(&entry.signal);
+        entry.plain.iter().for_each(|(_, signal)| bump(signal));
         entry.targeted.values().for_each(bump);
     }
 }
@@ -272,7 +287,11 @@ fn dispatch(registry: &Registry, push: PushInfo) {
                         bump(signal);
                     }
                 }
-                _ => bump(&entry.signal),
+                _ => {
+                    if let Some((_, first)) = entry.plain.front() {
+                        bump(first);
+                    }
+                }
             }
         }
         PushKind::Disconnection => wake_all(&registry),
@@ -317,8 +336,22 @@ impl Drop for Subscription {
             let mut registry = lock_registry(&self.notices.registry);
             match registry.get_mut(&self.channel) {
                 Some(entry) => {
-                    if let Some(token) = &self.token {
-                        entry.targeted.remove(token);
+                    match &self.key {
+                        WaiterKey::Fair(token) => {
+                            entry.targeted.remove(token);
+                        }
+                        WaiterKey::Plain(id) => {
+                            let was_first =
+                                entry.plain.front().is_some_and(|(first, _)| first == id);
+                            entry.plain.retain(|(other, _)| other != id);
+                            // A wake this waiter did not act on passes to the next one.
+                            if was_first
+                                && self.signal.has_changed().unwrap_or(false)
+                                && let Some((_, next)) = entry.plain.front()
+                            {
+                                bump(next);
+                            }
+                        }
                     }
                     entry.waiters = entry.waiters.saturating_sub(1);
                     if entry.waiters == 0 {

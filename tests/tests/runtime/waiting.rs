@@ -272,3 +272,62 @@ async fn huge_durations_are_forever_not_a_panic() {
         "min_hold keeps the key"
     );
 }
+
+fn lock_requests(server: &RedisServer) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut server.connection())
+        .unwrap();
+    info.lines()
+        .filter(|line| line.starts_with("cmdstat_evalsha:"))
+        .filter_map(|line| {
+            line.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+/// Many waiters in one process: a release wakes only the first of them, so serving
+/// all of them costs about two requests each (acquire, release), not one retry per
+/// waiter per release.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_wakes_one_local_waiter_not_all() {
+    let server = RedisServer::start();
+    let holder = client(&server.url()).await;
+    let waiters = client(&server.url()).await;
+    let guard = holder.acquire("crowd", &ttl(30_000)).await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let waiters = waiters.clone();
+        tasks.push(tokio::spawn(async move {
+            let guard = waiters.acquire("crowd", &ttl(30_000)).await.unwrap();
+            guard.release().await.unwrap();
+        }));
+    }
+    let channel = format!("{}:released", waiters.key_for("crowd"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, subscribed): (String, i64) = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(&channel)
+            .query(&mut server.connection())
+            .unwrap();
+        if subscribed > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the waiters never subscribed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await; // the last ones subscribe too
+    let before = lock_requests(&server);
+    guard.release().await.unwrap();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let per_waiter = (lock_requests(&server) - before) as f64 / 50.0;
+    assert!(per_waiter < 4.0, "{per_waiter:.1} requests per waiter");
+}
