@@ -380,6 +380,10 @@ impl LockClient {
                     );
                     drop(guard);
                     token = UnsettledToken::new(self, &key, name, options.fair)?;
+                    // A fair waiter is woken by its token: register the new one.
+                    if options.fair {
+                        subscription = None;
+                    }
                     None
                 }
                 Attempt::Busy { holder_ttl } => {
