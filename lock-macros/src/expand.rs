@@ -80,9 +80,15 @@ pub(crate) fn expand(args: &Args, function: &ItemFn) -> Option<TokenStream> {
         let #options_var: #private::LockOptions = #options;
         #call
     };
+    // syn keeps the body's inner attributes (`#![allow(..)]`) with the outer ones;
+    // they go back at the top of the body.
+    let (outer, inner): (Vec<_>, Vec<_>) = attrs
+        .iter()
+        .partition(|attr| matches!(attr.style, syn::AttrStyle::Outer));
     Some(quote! {
-        #(#attrs)*
+        #(#outer)*
         #vis #sig {
+            #(#inner)*
             #body
         }
     })
