@@ -336,13 +336,22 @@ impl LockClient {
         let mut backoff = Backoff { next: POLL_FIRST };
         // The holder's remaining lease as last reported, and when.
         let mut last_holder_ttl: Option<(Duration, Instant)> = None;
+        // Our token sits in the lock's wake-up queue (it must leave on success).
+        let mut queued = false;
         loop {
             if let Some(subscription) = subscription.as_mut() {
                 subscription.mark_seen();
             }
             let sent_at = Instant::now();
             token.armed = true;
-            let attempt = self.attempt(name, &key, &token.token, options, deadline.is_some());
+            let attempt = self.attempt(
+                name,
+                &key,
+                &token.token,
+                options,
+                deadline.is_some(),
+                queued,
+            );
             // An attempt may run a little past the wait's deadline, so the last
             // retry (made at the deadline) gets its answer.
             let outcome = match deadline {
@@ -380,14 +389,14 @@ impl LockClient {
                     );
                     drop(guard);
                     token = UnsettledToken::new(self, &key, name, options.fair)?;
-                    // A fair waiter is woken by its token: register the new one.
-                    if options.fair {
-                        subscription = None;
-                    }
+                    // Waiters are woken by their token: register the new one.
+                    subscription = None;
+                    queued = false;
                     None
                 }
                 Attempt::Busy { holder_ttl } => {
-                    token.busy(options.fair && deadline.is_some());
+                    queued = deadline.is_some();
+                    token.busy(queued);
                     last_holder_ttl = holder_ttl.map(|ttl| (ttl, Instant::now()));
                     holder_ttl
                 }
@@ -406,11 +415,10 @@ impl LockClient {
                 // Subscribe, then retry at once: a release that happened before the
                 // subscription took effect is then seen by the retry.
                 tracing::debug!(lock = name, "lock busy; waiting for its release");
-                let fair_token = options.fair.then_some(token.token.as_str());
                 let mut fresh = self
                     .inner
                     .notices
-                    .register(&self.channel_for(&key), fair_token);
+                    .register(&self.channel_for(&key), &token.token);
                 let _ = tokio::time::timeout_at(deadline, fresh.activate()).await;
                 subscription = Some(fresh);
                 continue;
@@ -420,10 +428,8 @@ impl LockClient {
             } else {
                 POLL_CEILING
             };
-            if options.fair {
-                // Refresh our place in the queue well within its lifetime (one ttl).
-                ceiling = ceiling.min(options.ttl / 3);
-            }
+            // Refresh our place in the queue well within its lifetime (one ttl).
+            ceiling = ceiling.min(options.ttl / 3);
             let mut pause = backoff.step(ceiling);
             if let Some(holder_ttl) = holder_ttl {
                 pause = pause.min(holder_ttl + Duration::from_millis(1));
@@ -534,6 +540,7 @@ impl LockClient {
         token: &str,
         options: &LockOptions,
         queue: bool,
+        queued: bool,
     ) -> Result<Attempt, LockError> {
         let mut connection = self.inner.connection.clone();
         let fence_lifetime = FENCE_KEY_LIFETIME.max(options.ttl.saturating_mul(2));
@@ -542,22 +549,21 @@ impl LockClient {
         } else {
             &scripts::ACQUIRE
         };
+        // A waiter's place in the queue is kept for one ttl without a refresh: a
+        // dead waiter delays a FIFO queue (or a wake-up) by at most its own ttl.
+        // Zero: do not queue (try once).
+        let place = if queue { millis(options.ttl) } else { 0 };
         let mut invocation = script.key(key);
         invocation
             .key(format!("{key}:fence"))
+            .key(queue_key(key))
+            .key(waiters_key(key))
             .arg(token)
             .arg(millis(options.ttl))
             .arg(if options.fencing { "1" } else { "0" })
-            .arg(millis(fence_lifetime));
-        if options.fair {
-            // A waiter's place is kept for one ttl without a refresh: a dead waiter
-            // delays the queue by at most its own ttl. Zero: do not queue.
-            let place = if queue { millis(options.ttl) } else { 0 };
-            invocation
-                .key(queue_key(key))
-                .key(waiters_key(key))
-                .arg(place);
-        }
+            .arg(millis(fence_lifetime))
+            .arg(place)
+            .arg(if queued { "1" } else { "0" });
         let (acquired, value): (i64, i64) = invocation
             .invoke_async(&mut connection)
             .await
@@ -656,6 +662,9 @@ impl LockClient {
         } else {
             scripts::RELEASE
                 .key(key)
+                .key(format!("{key}:fence"))
+                .key(queue_key(key))
+                .key(waiters_key(key))
                 .arg(token)
                 .arg(channel)
                 .invoke_async(&mut connection)
@@ -678,9 +687,9 @@ impl LockClient {
 /// guard, or known not to be set), dropping it spawns a compare-and-delete, so an
 /// acquire cancelled or failed mid-request does not leave the lock held until its ttl.
 ///
-/// FIFO: a busy attempt queues the token, so it stays armed until the lock is ours,
-/// and dropping it (timeout, cancellation) leaves the queue, handing the lock on if
-/// it had just been handed to us.
+/// A busy attempt of a waiter queues the token for a wake-up, so it stays armed
+/// until the lock is ours, and dropping it (timeout, cancellation) leaves the queue
+/// (FIFO: handing the lock on if it had just been handed to us).
 struct UnsettledToken {
     client: LockClient,
     key: String,
@@ -707,7 +716,7 @@ impl UnsettledToken {
     }
 
     /// The attempt found the lock busy: the key is not ours (but `queued`: the
-    /// token now waits in the FIFO queue, and must leave it if we give up).
+    /// token now waits in the lock's queue, and must leave it if we give up).
     fn busy(&mut self, queued: bool) {
         self.armed = queued;
     }

@@ -4,7 +4,7 @@
 //! release between an attempt and the wait cannot be missed. Notices are only a hint
 //! to retry now; safety never depends on them, and without them waiters poll.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
@@ -18,20 +18,10 @@ type Registry = Arc<Mutex<HashMap<String, Channel>>>;
 
 #[derive(Debug)]
 struct Channel {
-    waiters: usize,
-    /// Plain waiters of this process in arrival order. A release notice wakes only
-    /// the first: one retry per release from this process, not one per waiter.
-    plain: VecDeque<(u64, watch::Sender<u64>)>,
-    next_id: u64,
-    /// Fair waiters by token: a FIFO handoff names its new owner.
-    targeted: HashMap<String, watch::Sender<u64>>,
-}
-
-/// How a waiter is found in its channel.
-#[derive(Debug)]
-enum WaiterKey {
-    Plain(u64),
-    Fair(String),
+    /// This process's waiters on the channel, by token. A release notice names the
+    /// waiter to wake (the first in the lock's queue in Redis); an empty notice
+    /// (nobody queued) wakes all of them.
+    waiters: HashMap<String, watch::Sender<u64>>,
 }
 
 fn bump(signal: &watch::Sender<u64>) {
@@ -61,7 +51,7 @@ impl std::fmt::Debug for Notices {
 pub(crate) struct Subscription {
     notices: Arc<Notices>,
     channel: String,
-    key: WaiterKey,
+    token: String,
     signal: watch::Receiver<u64>,
     /// True once SUBSCRIBE was confirmed; until then the waiter only polls.
     live: bool,
@@ -93,38 +83,21 @@ impl Notices {
     /// the connection is subscribed. Registered first, so a waiter dropped while
     /// subscribing still unregisters.
     ///
-    /// A fair waiter passes its `token`: it is then woken only by a handoff naming
-    /// it (or a dropped connection), not by every release.
-    pub(crate) fn register(self: &Arc<Self>, channel: &str, token: Option<&str>) -> Subscription {
-        let (key, signal) = {
-            let mut registry = lock_registry(&self.registry);
-            let entry = registry
-                .entry(channel.to_owned())
-                .or_insert_with(|| Channel {
-                    waiters: 0,
-                    plain: VecDeque::new(),
-                    next_id: 0,
-                    targeted: HashMap::new(),
-                });
-            entry.waiters += 1;
-            let (sender, receiver) = watch::channel(0);
-            let key = match token {
-                Some(token) => {
-                    entry.targeted.insert(token.to_owned(), sender);
-                    WaiterKey::Fair(token.to_owned())
-                }
-                None => {
-                    entry.next_id += 1;
-                    entry.plain.push_back((entry.next_id, sender));
-                    WaiterKey::Plain(entry.next_id)
-                }
-            };
-            (key, receiver)
-        };
+    /// The waiter is woken by a notice naming its `token` (or an empty notice, or a
+    /// dropped connection), not by every release.
+    pub(crate) fn register(self: &Arc<Self>, channel: &str, token: &str) -> Subscription {
+        let (sender, signal) = watch::channel(0);
+        lock_registry(&self.registry)
+            .entry(channel.to_owned())
+            .or_insert_with(|| Channel {
+                waiters: HashMap::new(),
+            })
+            .waiters
+            .insert(token.to_owned(), sender);
         Subscription {
             notices: Arc::clone(self),
             channel: channel.to_owned(),
-            key,
+            token: token.to_owned(),
             signal,
             live: false,
         }
@@ -262,8 +235,7 @@ async fn resubscribe(notices: Weak<Notices>) {
 /// every waiter when the connection dropped (notices may have been missed).
 fn wake_all(registry: &HashMap<String, Channel>) {
     for entry in registry.values() {
-        entry.plain.iter().for_each(|(_, signal)| bump(signal));
-        entry.targeted.values().for_each(bump);
+        entry.waiters.values().for_each(bump);
     }
 }
 
@@ -280,18 +252,13 @@ fn dispatch(registry: &Registry, push: PushInfo) {
             };
             match push.data.get(1) {
                 Some(Value::BulkString(payload)) if !payload.is_empty() => {
-                    if let Some(signal) = entry
-                        .targeted
-                        .get(String::from_utf8_lossy(payload).as_ref())
+                    if let Some(signal) =
+                        entry.waiters.get(String::from_utf8_lossy(payload).as_ref())
                     {
                         bump(signal);
                     }
                 }
-                _ => {
-                    if let Some((_, first)) = entry.plain.front() {
-                        bump(first);
-                    }
-                }
+                _ => entry.waiters.values().for_each(bump),
             }
         }
         PushKind::Disconnection => wake_all(&registry),
@@ -336,25 +303,8 @@ impl Drop for Subscription {
             let mut registry = lock_registry(&self.notices.registry);
             match registry.get_mut(&self.channel) {
                 Some(entry) => {
-                    match &self.key {
-                        WaiterKey::Fair(token) => {
-                            entry.targeted.remove(token);
-                        }
-                        WaiterKey::Plain(id) => {
-                            let was_first =
-                                entry.plain.front().is_some_and(|(first, _)| first == id);
-                            entry.plain.retain(|(other, _)| other != id);
-                            // A wake this waiter did not act on passes to the next one.
-                            if was_first
-                                && self.signal.has_changed().unwrap_or(false)
-                                && let Some((_, next)) = entry.plain.front()
-                            {
-                                bump(next);
-                            }
-                        }
-                    }
-                    entry.waiters = entry.waiters.saturating_sub(1);
-                    if entry.waiters == 0 {
+                    entry.waiters.remove(&self.token);
+                    if entry.waiters.is_empty() {
                         registry.remove(&self.channel);
                         true
                     } else {

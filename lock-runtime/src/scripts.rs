@@ -8,35 +8,37 @@ use std::sync::LazyLock;
 
 /// Acquire.
 ///
-/// KEYS\[1\] lock key, KEYS\[2\] fence key; ARGV\[1\] token, ARGV\[2\] ttl in ms,
-/// ARGV\[3\] `"1"` to hand out a fencing token, ARGV\[4\] how long the fence key lives (ms).
+/// KEYS\[1\] lock key, KEYS\[2\] fence key, KEYS\[3\] wake-up queue, KEYS\[4\]
+/// waiters' deadlines; ARGV\[1\] token, ARGV\[2\] ttl in ms, ARGV\[3\] `"1"` to hand
+/// out a fencing token, ARGV\[4\] how long the fence key lives (ms), ARGV\[5\] how
+/// long a waiter's place in the wake-up queue is kept (ms; `0`: do not queue),
+/// ARGV\[6\] `"1"` if this token was queued by an earlier attempt.
 ///
 /// Returns `{1, fence}` when the key was free and now holds the token for ttl
 /// (`fence` is 0 without fencing), or `{0, pttl}` when someone else holds it
-/// (`pttl` is the holder's remaining lease in ms, or -1 if the key has no expiry).
+/// (`pttl` is the holder's remaining lease in ms, or -1 if the key has no expiry),
+/// after queueing the token for a wake-up (see [`RELEASE`]). The queue only orders
+/// wake-ups: whoever asks first when the key is free takes it.
 ///
 /// The fencing token is `max(last + 1, server time in µs)`: strictly increasing for a
 /// name while the fence key lives, and still larger than every earlier token if the
 /// fence key is evicted or expires, as long as the server clock does not go back.
 pub(crate) static ACQUIRE: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
+    redis::Script::new(&format!(
+        "{FENCE_FUNCTION}{QUEUE_FUNCTIONS}{}",
         r"
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return {0, redis.call('PTTL', KEYS[1])}
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  if ARGV[6] == '1' then
+    leave(ARGV[1])
+  end
+  return {1, fence()}
 end
-if ARGV[3] ~= '1' then
-  return {1, 0}
+if ARGV[5] ~= '0' then
+  enqueue(ARGV[1], now_ms(), ARGV[5], ARGV[2])
 end
-local now = redis.call('TIME')
-local floor = tonumber(now[1]) * 1000000 + tonumber(now[2])
-local token = (tonumber(redis.call('GET', KEYS[2])) or 0) + 1
-if token < floor then
-  token = floor
-end
-redis.call('SET', KEYS[2], string.format('%.0f', token), 'PX', ARGV[4])
-return {1, token}
-",
-    )
+return {0, redis.call('PTTL', KEYS[1])}
+"
+    ))
 });
 
 /// Extend (compare-and-`PEXPIRE`).
@@ -56,28 +58,44 @@ return 0
     )
 });
 
-/// Release (compare-and-`DEL`, then a release notice).
+/// Release (compare-and-`DEL`, then a release notice), or leave the wake-up queue.
 ///
-/// KEYS\[1\] lock key; ARGV\[1\] token, ARGV\[2\] notice channel.
+/// KEYS\[1\] lock key, KEYS\[3\] wake-up queue, KEYS\[4\] waiters (KEYS\[2\]
+/// unused); ARGV\[1\] token, ARGV\[2\] notice channel.
 ///
-/// Returns 1 when the key held the token and was deleted (and a notice was published
-/// so waiters retry at once), 0 when the key is gone or holds another token (nothing
-/// was touched: someone else's lock is never deleted). The notice is sent with
-/// `pcall`: a user whose ACL denies the channel still releases (waiters then poll).
+/// Takes the token out of the queue. Returns 1 when the key held the token and was
+/// deleted: the notice then names the first live queued waiter, so one waiter
+/// retries instead of all of them (an empty notice, waking any waiter, when nobody
+/// is queued); 0 when the key is gone or holds another token (no lock was touched:
+/// someone else's lock is never deleted). A waiter leaving while the lock is free
+/// passes the wake-up on to the next one. The notice is sent with `pcall`: a user
+/// whose ACL denies the channel still releases (waiters then poll).
 pub(crate) static RELEASE: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
+    redis::Script::new(&format!(
+        "{QUEUE_FUNCTIONS}{}",
         r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+leave(ARGV[1])
+local owner = redis.call('GET', KEYS[1])
+if owner == ARGV[1] then
   redis.call('DEL', KEYS[1])
-  redis.pcall('PUBLISH', ARGV[2], '')
+elseif owner then
+  return 0
+end
+-- Released, or left while the lock is free (perhaps after being woken for it):
+-- wake the next waiter.
+local next = first_live(now_ms())
+if next or owner then
+  redis.pcall('PUBLISH', ARGV[2], next or '')
+end
+if owner then
   return 1
 end
 return 0
-",
-    )
+"
+    ))
 });
 
-/// The fencing-token part shared by both acquire scripts (prepended to their text).
+/// The fencing-token part shared by the acquire scripts (prepended to their text).
 /// KEYS\[2\] fence key; ARGV\[3\] `"1"` for fencing, ARGV\[4\] fence key lifetime (ms).
 const FENCE_FUNCTION: &str = r"
 local function fence()
@@ -106,6 +124,16 @@ end
 local function leave(token)
   redis.call('ZREM', KEYS[3], token)
   redis.call('HDEL', KEYS[4], token)
+end
+-- Queues the token (keeping its place if queued) with a deadline of now + place.
+local function enqueue(token, now, place, ttl)
+  if not redis.call('ZSCORE', KEYS[3], token) then
+    redis.call('ZADD', KEYS[3], redis.call('HINCRBY', KEYS[4], '#seq', 1), token)
+  end
+  redis.call('HSET', KEYS[4], token, string.format('%.0f:%s', now + tonumber(place), ttl))
+  -- The queue outlives every deadline in it, then vanishes if nobody waits.
+  redis.call('PEXPIRE', KEYS[3], tonumber(place) * 2)
+  redis.call('PEXPIRE', KEYS[4], tonumber(place) * 2)
 end
 -- The first waiter whose deadline has not passed (dropping the dead), and its ttl.
 local function first_live(now)
@@ -163,13 +191,7 @@ if ARGV[5] == '0' then
   end
   return {0, -2}
 end
-if not redis.call('ZSCORE', KEYS[3], ARGV[1]) then
-  redis.call('ZADD', KEYS[3], redis.call('HINCRBY', KEYS[4], '#seq', 1), ARGV[1])
-end
-redis.call('HSET', KEYS[4], ARGV[1], string.format('%.0f:%s', now + tonumber(ARGV[5]), ARGV[2]))
--- The queue outlives every deadline in it, then vanishes if nobody waits.
-redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[5]) * 2)
-redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[5]) * 2)
+enqueue(ARGV[1], now, ARGV[5], ARGV[2])
 if owner then
   return {0, redis.call('PTTL', KEYS[1])}
 end
