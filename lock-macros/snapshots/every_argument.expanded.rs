@@ -35,10 +35,8 @@ async fn post(state: &AppState, account: u64) -> Result<impl Display, AppError> 
                     let __lock_fake_return: Result<_, AppError> = loop {};
                     return __lock_fake_return;
                 }
-                {
-                    state.ledger.write(account, lock.fencing_token()).await?;
-                    Ok(account)
-                }
+                state.ledger.write(account, lock.fencing_token()).await?;
+                Ok(account)
             },
         )
         .await

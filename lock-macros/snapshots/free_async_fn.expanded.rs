@@ -22,10 +22,8 @@ pub async fn settle(id: u64) -> Result<Receipt, AppError> {
                     let __lock_fake_return: Result<Receipt, AppError> = loop {};
                     return __lock_fake_return;
                 }
-                {
-                    let receipt = charge(id).await?;
-                    Ok(receipt)
-                }
+                let receipt = charge(id).await?;
+                Ok(receipt)
             },
         )
         .await

@@ -29,7 +29,7 @@ async fn deposit(&self, id: u64, amount: u64) -> Result<u64, LockError> {
                     let __lock_fake_return: Result<u64, LockError> = loop {};
                     return __lock_fake_return;
                 }
-                { self.store.add(id, amount).await }
+                self.store.add(id, amount).await
             },
         )
         .await

@@ -199,7 +199,9 @@ fn interpret(raw: Raw, errors: &mut Errors) -> Args {
                 Some(Lit::Str(lit)) => name = Some(lit.clone()),
                 _ => fail(errors, span, wrong("must be a string literal")),
             },
-            "ttl" if lit(&value).is_none() => ttl = Some(TtlArg::Expr(value)),
+            "ttl" if lit(&value).is_none() && !negated_literal(&value) => {
+                ttl = Some(TtlArg::Expr(value));
+            }
             "ttl" | "heartbeat" | "max_hold" | "min_hold" => match duration(&value, &key) {
                 Ok(ms) => {
                     let millis = Some(Millis { ms, span });
@@ -215,9 +217,22 @@ fn interpret(raw: Raw, errors: &mut Errors) -> Args {
                 }
                 Err(message) => fail(errors, span, message),
             },
-            "wait" if lit(&value).is_none() => wait = WaitArg::Expr(value),
+            "wait" if lit(&value).is_none() && !negated_literal(&value) => {
+                wait = WaitArg::Expr(value);
+            }
             "wait" => match lit(&value) {
-                Some(Lit::Int(int)) if int.base10_digits() == "0" => wait = WaitArg::TryOnce,
+                Some(Lit::Int(int)) if int.base10_digits() == "0" && int.suffix().is_empty() => {
+                    wait = WaitArg::TryOnce;
+                }
+                Some(Lit::Int(int)) if !int.suffix().is_empty() => fail(
+                    errors,
+                    span,
+                    format!(
+                        "write a duration with a unit as a string: `wait = \"{}{}\"`",
+                        int.base10_digits(),
+                        int.suffix()
+                    ),
+                ),
                 Some(Lit::Str(text)) if text.value().trim() == "forever" => wait = WaitArg::Forever,
                 Some(Lit::Str(text)) => match parse_duration_text(&text.value()) {
                     Some(0) => wait = WaitArg::TryOnce,
@@ -233,6 +248,9 @@ fn interpret(raw: Raw, errors: &mut Errors) -> Args {
             },
             "client" => client = Some(value),
             "guard" => match &value {
+                Expr::Path(path) if path.path.is_ident("self") || path.path.is_ident("Self") => {
+                    fail(errors, span, wrong("must be a new name, not `self`"));
+                }
                 Expr::Path(path) if path.qself.is_none() && path.path.get_ident().is_some() => {
                     guard = path.path.get_ident().cloned();
                 }
@@ -327,6 +345,10 @@ fn interpret(raw: Raw, errors: &mut Errors) -> Args {
     }
 }
 
+fn negated_literal(expr: &Expr) -> bool {
+    matches!(expr, Expr::Unary(syn::ExprUnary { op: syn::UnOp::Neg(_), expr, .. }) if lit(expr).is_some())
+}
+
 fn lit(expr: &Expr) -> Option<&Lit> {
     match expr {
         Expr::Lit(ExprLit { lit, .. }) => Some(lit),
@@ -337,11 +359,33 @@ fn lit(expr: &Expr) -> Option<&Lit> {
 
 /// An integer (seconds) or a string with a unit, > 0, in milliseconds.
 fn duration(value: &Expr, key: &str) -> Result<u64, String> {
+    if let Expr::Unary(syn::ExprUnary {
+        op: syn::UnOp::Neg(_),
+        expr,
+        ..
+    }) = value
+        && lit(expr).is_some()
+    {
+        return Err(format!(
+            "`{key}` must be > 0, e.g. `{key} = 30` or `{key} = \"500ms\"`"
+        ));
+    }
     let ms = match lit(value) {
-        Some(Lit::Int(int)) => int
+        Some(Lit::Int(int)) if !int.suffix().is_empty() => {
+            return Err(format!(
+                "write a duration with a unit as a string: `{key} = \"{}{}\"` (a bare integer is seconds)",
+                int.base10_digits(),
+                int.suffix()
+            ));
+        }
+        Some(Lit::Int(int)) => match int
             .base10_parse::<u64>()
             .ok()
-            .and_then(|secs| secs.checked_mul(1_000)),
+            .and_then(|secs| secs.checked_mul(1_000))
+        {
+            Some(ms) => Some(ms),
+            None => return Err(format!("`{key}` is too large")),
+        },
         Some(Lit::Str(text)) => parse_duration_text(&text.value()),
         _ => None,
     };

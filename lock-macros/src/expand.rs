@@ -37,6 +37,9 @@ pub(crate) fn expand(args: &Args, function: &ItemFn) -> Option<TokenStream> {
         None => quote_spanned!(mixed=> _),
     };
     let fake_return = fake_return(&sig.output);
+    // The body's statements, unchanged, as the closure's own block (no extra
+    // braces: rustc would suggest removing them, in the user's code).
+    let stmts = &block.stmts;
     let return_span = match &sig.output {
         ReturnType::Default => Span::call_site(),
         ReturnType::Type(_, ty) => syn::spanned::Spanned::span(&**ty),
@@ -55,7 +58,7 @@ pub(crate) fn expand(args: &Args, function: &ItemFn) -> Option<TokenStream> {
                 &#options_var,
                 move |#handle: #private::LockHandle| async move {
                     #fake_return
-                    #block
+                    #(#stmts)*
                 },
             )
             .await
@@ -68,7 +71,7 @@ pub(crate) fn expand(args: &Args, function: &ItemFn) -> Option<TokenStream> {
                 &#options_var,
                 move |#handle: #private::LockHandle| {
                     #fake_return
-                    #block
+                    #(#stmts)*
                 },
             )
         }
@@ -160,6 +163,8 @@ fn options(args: &Args, ttl: &TtlArg, private: &TokenStream) -> TokenStream {
 /// `return`, and makes type errors point at the user's code (as tracing does).
 fn fake_return(output: &ReturnType) -> TokenStream {
     let (ty, span) = match output {
+        // `let x: ! = …` needs a nightly feature; a `-> !` body types itself.
+        ReturnType::Type(_, ty) if matches!(**ty, Type::Never(_)) => return TokenStream::new(),
         ReturnType::Default => (quote!(()), Span::call_site()),
         ReturnType::Type(_, ty) => {
             let span = syn::spanned::Spanned::span(&**ty);

@@ -10,6 +10,17 @@ use crate::attr::{Args, Errors, OnLostArg};
 
 /// Parses the item; anything but a function is an error (with the item's span).
 pub(crate) fn read(tokens: TokenStream) -> Result<ItemFn, (syn::Error, TokenStream)> {
+    if let Ok(declaration) = syn::parse2::<syn::TraitItemFn>(tokens.clone())
+        && declaration.default.is_none()
+    {
+        return Err((
+            syn::Error::new(
+                declaration.sig.ident.span(),
+                "#[redis_locked] needs a function body: put it on the implementation of this method, not on its declaration",
+            ),
+            tokens,
+        ));
+    }
     match syn::parse2::<Item>(tokens.clone()) {
         Ok(Item::Fn(function)) => Ok(function),
         Ok(other) => Err((
@@ -130,16 +141,18 @@ fn check_name(name: &LitStr, bindings: &[Ident], errors: &mut Errors) {
                     );
                     return;
                 }
+                // Names are resolved by `format!` itself (arguments, pattern
+                // bindings, consts), whose errors point at the placeholder.
                 let binding = inside.split(':').next().unwrap_or_default().trim();
                 if binding.is_empty() || binding.chars().all(|c| c.is_ascii_digit()) {
                     errors.at(
                         span,
-                        format!("`{{{inside}}}` in `name` must name an argument, e.g. `{{id}}` ({available})"),
+                        format!("`{{{inside}}}` in `name` must name a binding, e.g. `{{id}}` ({available})"),
                     );
-                } else if !bindings.iter().any(|b| b == binding) {
+                } else if binding.contains('.') || binding.contains('(') {
                     errors.at(
                         span,
-                        format!("`{{{binding}}}` in `name` is not an argument of this function ({available})"),
+                        format!("`{{{binding}}}` in `name` must be a plain binding, not an expression; bind it to an argument first ({available})"),
                     );
                 }
             }
