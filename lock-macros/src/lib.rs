@@ -155,6 +155,15 @@ use proc_macro::TokenStream;
 ///
 /// Every argument error is a compile error at the offending token, with the fix.
 ///
+/// Things to know:
+/// - Arguments the body never uses are dropped when the function returns, after
+///   the lock is released (not before, as without the attribute).
+/// - The body runs inside a closure: `#[track_caller]` on a sync function no longer
+///   reports the caller's location to code in the body.
+/// - A plain `fn` returning a future (`-> impl Future`, `Pin<Box<dyn Future>>`)
+///   would hold the lock only while building the future, not while it runs: write
+///   an `async fn` instead.
+///
 /// # What it expands to
 ///
 /// The signature stays as written; the body moves, unchanged, into a closure that the
