@@ -78,26 +78,6 @@ async fn data_connection(url: &str) -> redis::aio::MultiplexedConnection {
         .unwrap()
 }
 
-/// Mean µs per operation of `op`, median over reps.
-async fn per_op<F, Fut>(config: &Config, mut op: F) -> f64
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    for _ in 0..config.ops / 10 {
-        op().await; // warm-up
-    }
-    let mut reps = Vec::new();
-    for _ in 0..config.reps {
-        let started = Instant::now();
-        for _ in 0..config.ops {
-            op().await;
-        }
-        reps.push(started.elapsed().as_secs_f64() * 1e6 / config.ops as f64);
-    }
-    median(&mut reps)
-}
-
 #[redis_locked(name = "bench:annotated", ttl = 30, client = locks)]
 async fn annotated(locks: &LockClient) -> Result<(), LockError> {
     Ok(())
@@ -369,50 +349,95 @@ async fn run(pin: bool) {
         config.contended_for
     );
 
-    // The floor: one round trip on the same client stack.
-    let ping = data_connection(&config.url).await;
-    let rtt = per_op(&config, || {
-        let mut ping = ping.clone();
-        async move {
-            let _: String = redis::cmd("PING").query_async(&mut ping).await.unwrap();
-        }
-    })
-    .await;
-
+    // The floor (one round trip on the same client stack) and the uncontended
+    // cycles, measured in turn within each repetition, so that each ratio compares
+    // figures taken moments apart on this noisy machine; medians of the
+    // per-repetition values.
+    let mut ping = data_connection(&config.url).await;
     let locks = LockClient::connect(&config.url).await.unwrap();
     let options = LockOptions::new(Duration::from_secs(30));
-    let by_hand = per_op(&config, || async {
-        let guard = locks.acquire("bench:uncontended", &options).await.unwrap();
-        guard.release().await.unwrap();
-    })
-    .await;
-    let through_attribute = per_op(&config, || async {
-        annotated(&locks).await.unwrap();
-    })
-    .await;
     let peer = rslock::LockManager::new(vec![config.url.clone()]);
-    let peer_uncontended = per_op(&config, || async {
-        let lock = peer
-            .lock("bench:peer".as_bytes(), Duration::from_secs(30))
-            .await
-            .unwrap();
-        peer.unlock(&lock).await;
-    })
-    .await;
+    let mut figures: [Vec<f64>; 4] = Default::default();
+    let mut ratios: [Vec<f64>; 4] = Default::default();
+    for rep in 0..=config.reps {
+        let ops = if rep == 0 {
+            config.ops / 10
+        } else {
+            config.ops
+        }; // rep 0: warm-up
+        let mut each = [0.0; 4];
+        let started = Instant::now();
+        for _ in 0..ops {
+            let _: String = redis::cmd("PING").query_async(&mut ping).await.unwrap();
+        }
+        each[0] = started.elapsed().as_secs_f64() * 1e6 / ops as f64;
+        let started = Instant::now();
+        for _ in 0..ops {
+            let guard = locks.acquire("bench:uncontended", &options).await.unwrap();
+            guard.release().await.unwrap();
+        }
+        each[1] = started.elapsed().as_secs_f64() * 1e6 / ops as f64;
+        let started = Instant::now();
+        for _ in 0..ops {
+            annotated(&locks).await.unwrap();
+        }
+        each[2] = started.elapsed().as_secs_f64() * 1e6 / ops as f64;
+        let started = Instant::now();
+        for _ in 0..ops {
+            let lock = peer
+                .lock("bench:peer".as_bytes(), Duration::from_secs(30))
+                .await
+                .unwrap();
+            peer.unlock(&lock).await;
+        }
+        each[3] = started.elapsed().as_secs_f64() * 1e6 / ops as f64;
+        if rep > 0 {
+            for (index, value) in each.iter().enumerate() {
+                figures[index].push(*value);
+            }
+            ratios[0].push(each[2] / each[1]);
+            for index in 1..4 {
+                ratios[index].push(each[index] / (2.0 * each[0]));
+            }
+        }
+    }
+    let [
+        mut rtt,
+        mut by_hand,
+        mut through_attribute,
+        mut peer_uncontended,
+    ] = figures;
+    let [
+        mut attribute_over_hand,
+        mut hand_ratio,
+        mut attribute_ratio,
+        mut peer_ratio,
+    ] = ratios;
 
     println!("| uncontended | µs per acquire+release | ÷ 2 round trips |");
     println!("| --- | ---: | ---: |");
-    println!("| PING round trip (the floor) | {rtt:.1} | |");
-    for (what, us) in [
-        ("lock-runtime, guard by hand", by_hand),
-        ("lock-runtime, #[redis_locked] fn", through_attribute),
-        ("rslock lock + unlock", peer_uncontended),
+    println!(
+        "| PING round trip (the floor) | {:.1} | |",
+        median(&mut rtt)
+    );
+    for (what, us, ratio) in [
+        ("lock-runtime, guard by hand", &mut by_hand, &mut hand_ratio),
+        (
+            "lock-runtime, #[redis_locked] fn",
+            &mut through_attribute,
+            &mut attribute_ratio,
+        ),
+        (
+            "rslock lock + unlock",
+            &mut peer_uncontended,
+            &mut peer_ratio,
+        ),
     ] {
-        println!("| {what} | {us:.1} | {:.3} |", us / (2.0 * rtt));
+        println!("| {what} | {:.1} | {:.3} |", median(us), median(ratio));
     }
     println!(
         "\nattribute ÷ guard by hand: {:.3}\n",
-        through_attribute / by_hand
+        median(&mut attribute_over_hand)
     );
 
     println!(
