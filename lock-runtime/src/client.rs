@@ -649,27 +649,21 @@ impl LockClient {
     async fn release_token(&self, key: &str, token: &str, fair: bool) -> redis::RedisResult<bool> {
         let mut connection = self.inner.connection.clone();
         let channel = self.channel_for(key);
-        let released: i64 = if fair {
-            scripts::RELEASE_FAIR
-                .key(key)
-                .key(format!("{key}:fence"))
-                .key(queue_key(key))
-                .key(waiters_key(key))
-                .arg(token)
-                .arg(channel)
-                .invoke_async(&mut connection)
-                .await?
+        // Both scripts take the same keys and arguments.
+        let script = if fair {
+            &scripts::RELEASE_FAIR
         } else {
-            scripts::RELEASE
-                .key(key)
-                .key(format!("{key}:fence"))
-                .key(queue_key(key))
-                .key(waiters_key(key))
-                .arg(token)
-                .arg(channel)
-                .invoke_async(&mut connection)
-                .await?
+            &scripts::RELEASE
         };
+        let released: i64 = script
+            .key(key)
+            .key(format!("{key}:fence"))
+            .key(queue_key(key))
+            .key(waiters_key(key))
+            .arg(token)
+            .arg(channel)
+            .invoke_async(&mut connection)
+            .await?;
         Ok(released == 1)
     }
 

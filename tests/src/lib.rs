@@ -51,13 +51,8 @@ impl RedisServer {
             pin_core: has_taskset.then_some(core),
             dir,
         };
-        for _ in 0..10 {
-            server.port = free_port();
-            if server.spawn() {
-                return server;
-            }
-        }
-        panic!("could not start redis-server on a free port after 10 tries");
+        server.spawn_on_a_free_port();
+        server
     }
 
     /// The core the server is pinned to, if it is.
@@ -77,13 +72,8 @@ impl RedisServer {
             pin_core: None,
             dir,
         };
-        for _ in 0..10 {
-            server.port = free_port();
-            if server.spawn() {
-                return server;
-            }
-        }
-        panic!("could not start redis-server on a free port after 10 tries");
+        server.spawn_on_a_free_port();
+        server
     }
 
     /// Starts a server listening only on a unix socket in its temp dir.
@@ -195,13 +185,8 @@ impl RedisServer {
             pin_core: None,
             dir,
         };
-        for _ in 0..10 {
-            server.port = free_port();
-            if server.spawn() {
-                return server;
-            }
-        }
-        panic!("could not start a TLS redis-server");
+        server.spawn_on_a_free_port();
+        server
     }
 
     /// The CA certificate (PEM) that signed a TLS server's certificate.
@@ -262,6 +247,39 @@ impl RedisServer {
         redis::Client::open(self.url())
             .and_then(|client| client.get_connection_with_timeout(Duration::from_secs(5)))
             .expect("connect to the test server")
+    }
+
+    /// Starts the server on a free port, trying another if it was taken meanwhile.
+    fn spawn_on_a_free_port(&mut self) {
+        for _ in 0..10 {
+            self.port = free_port();
+            if self.spawn() {
+                return;
+            }
+        }
+        panic!("could not start redis-server on a free port after 10 tries");
+    }
+
+    /// How many lock scripts (`EVALSHA`/`EVAL` calls: acquire, extend, release)
+    /// the server has run, i.e. lock requests.
+    pub fn script_calls(&self) -> u64 {
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut self.connection())
+            .expect("INFO commandstats");
+        info.lines()
+            .filter(|line| {
+                line.starts_with("cmdstat_evalsha:") || line.starts_with("cmdstat_eval:")
+            })
+            .filter_map(|line| {
+                line.split("calls=")
+                    .nth(1)?
+                    .split(',')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum()
     }
 
     fn spawn(&mut self) -> bool {

@@ -11,25 +11,6 @@ use std::time::Duration;
 use tests::RedisServer;
 use tokio::time::Instant;
 
-/// How many lock scripts (acquire, extend, release) the server has run.
-fn script_calls(server: &RedisServer) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query(&mut server.connection())
-        .unwrap();
-    info.lines()
-        .filter(|line| line.starts_with("cmdstat_evalsha:") || line.starts_with("cmdstat_eval:"))
-        .filter_map(|line| {
-            line.split("calls=")
-                .nth(1)?
-                .split(',')
-                .next()?
-                .parse::<u64>()
-                .ok()
-        })
-        .sum()
-}
-
 /// Asserts no lock script runs for a while: nothing is extending a lease any more.
 async fn assert_heartbeat_stopped(server: &RedisServer) {
     assert!(
@@ -44,18 +25,18 @@ async fn assert_heartbeat_stopped(server: &RedisServer) {
 async fn scripts_go_quiet(server: &RedisServer) -> bool {
     let started = Instant::now();
     loop {
-        let before = script_calls(server);
+        let before = server.script_calls();
         tokio::time::sleep(Duration::from_millis(150)).await;
-        if script_calls(server) == before {
+        if server.script_calls() == before {
             break;
         }
         if started.elapsed() > Duration::from_secs(2) {
             return false;
         }
     }
-    let before = script_calls(server);
+    let before = server.script_calls();
     tokio::time::sleep(Duration::from_millis(400)).await;
-    script_calls(server) == before
+    server.script_calls() == before
 }
 
 /// The control for `assert_heartbeat_stopped`: with a lease alive it does see the

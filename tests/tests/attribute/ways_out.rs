@@ -5,7 +5,7 @@ use std::time::Duration;
 use lock_runtime::{LockClient, LockError, LostReason, redis_locked};
 use tests::RedisServer;
 
-use crate::{assert_heartbeat_stopped, freed_within, script_calls};
+use crate::{assert_heartbeat_stopped, freed_within};
 
 #[derive(Debug)]
 #[allow(dead_code)] // the fields are read through `Debug` in failure messages
@@ -91,10 +91,10 @@ async fn assert_freed(server: &RedisServer, locks: &LockClient, id: u32) {
 #[tokio::test]
 async fn a_normal_return_gives_the_value_and_frees_the_lock() {
     let (server, locks) = setup().await;
-    let before = script_calls(&server);
+    let before = server.script_calls();
     assert_eq!(returns(&locks, 21).await.unwrap(), 42);
     assert!(
-        script_calls(&server) >= before + 3,
+        server.script_calls() >= before + 3,
         "acquire, extends, release"
     );
     assert_freed(&server, &locks, 21).await;

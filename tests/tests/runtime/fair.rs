@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lock_runtime::{LockClient, LockError, LockOptions, Wait};
-use redis::AsyncCommands;
 use tests::RedisServer;
 use tokio::time::Instant;
 
@@ -47,36 +46,10 @@ fn spawn_holder(server: &RedisServer, name: &str, ttl_ms: u64) -> Child {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fair_mode_keeps_mutual_exclusion() {
-    let server = Arc::new(RedisServer::start());
-    let mut tasks = Vec::new();
-    for _ in 0..16 {
-        let url = server.url();
-        tasks.push(tokio::spawn(async move {
-            let locks = client(&url).await;
-            let mut data = redis::Client::open(url.as_str())
-                .unwrap()
-                .get_multiplexed_async_connection()
-                .await
-                .unwrap();
-            for _ in 0..30 {
-                locks
-                    .run("fair-counter", &fair(5_000), async {
-                        let value: i64 = data.get("counter").await.unwrap_or(0);
-                        tokio::task::yield_now().await;
-                        let () = data.set("counter", value + 1).await.unwrap();
-                    })
-                    .await
-                    .unwrap();
-            }
-        }));
-    }
-    for task in tasks {
-        task.await.unwrap();
-    }
-    let total: i64 = redis::cmd("GET")
-        .arg("counter")
-        .query(&mut server.connection())
-        .unwrap();
+    let server = RedisServer::start();
+    let total =
+        crate::mutual_exclusion::locked_increments(&server, "fair-counter", &fair(5_000), 16, 30)
+            .await;
     assert_eq!(total, 480);
 }
 

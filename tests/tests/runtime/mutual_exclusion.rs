@@ -1,19 +1,25 @@
-use std::sync::Arc;
 use std::time::Duration;
 
 use redis::AsyncCommands;
 use tests::RedisServer;
 
+use lock_runtime::LockOptions;
+
 use crate::{client, ttl};
 
-/// 16 tasks on 16 clients each do 50 deliberately non-atomic increments (GET, yield,
-/// SET+1) under the lock: any overlap of two holders loses an update.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sixteen_clients_lose_no_update() {
-    let server = Arc::new(RedisServer::start());
+/// `workers` tasks on their own clients each do `rounds` deliberately non-atomic
+/// increments (GET, yield, SET+1) under the lock `name`; returns the counter, which
+/// is `workers * rounds` only if no two holders ever overlapped.
+pub(crate) async fn locked_increments(
+    server: &RedisServer,
+    name: &str,
+    options: &LockOptions,
+    workers: usize,
+    rounds: usize,
+) -> i64 {
     let mut tasks = Vec::new();
-    for _ in 0..16 {
-        let url = server.url();
+    for _ in 0..workers {
+        let (url, name, options) = (server.url(), name.to_owned(), options.clone());
         tasks.push(tokio::spawn(async move {
             let locks = client(&url).await;
             let mut data = redis::Client::open(url.as_str())
@@ -21,9 +27,9 @@ async fn sixteen_clients_lose_no_update() {
                 .get_multiplexed_async_connection()
                 .await
                 .unwrap();
-            for _ in 0..50 {
+            for _ in 0..rounds {
                 locks
-                    .run("counter", &ttl(5_000), async {
+                    .run(&name, &options, async {
                         let value: i64 = data.get("counter").await.unwrap_or(0);
                         tokio::task::yield_now().await;
                         tokio::time::sleep(Duration::from_micros(200)).await;
@@ -37,11 +43,21 @@ async fn sixteen_clients_lose_no_update() {
     for task in tasks {
         task.await.unwrap();
     }
-    let total: i64 = redis::cmd("GET")
+    redis::cmd("GET")
         .arg("counter")
         .query(&mut server.connection())
-        .unwrap();
-    assert_eq!(total, 800);
+        .unwrap()
+}
+
+/// 16 tasks on 16 clients each do 50 deliberately non-atomic increments under the
+/// lock: any overlap of two holders loses an update.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixteen_clients_lose_no_update() {
+    let server = RedisServer::start();
+    assert_eq!(
+        locked_increments(&server, "counter", &ttl(5_000), 16, 50).await,
+        800
+    );
 }
 
 /// The control for the test above: the same increments without the lock do lose

@@ -273,24 +273,6 @@ async fn huge_durations_are_forever_not_a_panic() {
     );
 }
 
-fn lock_requests(server: &RedisServer) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query(&mut server.connection())
-        .unwrap();
-    info.lines()
-        .filter(|line| line.starts_with("cmdstat_evalsha:"))
-        .filter_map(|line| {
-            line.split("calls=")
-                .nth(1)?
-                .split(',')
-                .next()?
-                .parse::<u64>()
-                .ok()
-        })
-        .sum()
-}
-
 /// Many waiters in one process: a release wakes only the first of them, so serving
 /// all of them costs about two requests each (acquire, release), not one retry per
 /// waiter per release.
@@ -323,11 +305,11 @@ async fn a_release_wakes_one_local_waiter_not_all() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     tokio::time::sleep(Duration::from_millis(200)).await; // the last ones subscribe too
-    let before = lock_requests(&server);
+    let before = server.script_calls();
     guard.release().await.unwrap();
     for task in tasks {
         task.await.unwrap();
     }
-    let per_waiter = (lock_requests(&server) - before) as f64 / 50.0;
+    let per_waiter = (server.script_calls() - before) as f64 / 50.0;
     assert!(per_waiter < 4.0, "{per_waiter:.1} requests per waiter");
 }
