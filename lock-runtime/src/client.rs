@@ -11,8 +11,8 @@ use tokio_util::task::AbortOnDropHandle;
 
 use crate::guard::{LockGuard, LockHandle};
 use crate::heartbeat::keep_alive;
-use crate::lease::Lease;
-use crate::notices::{Notices, Subscription};
+use crate::lease::{Lease, drift_allowance};
+use crate::notices::{Handoff, Notices, Subscription};
 use crate::token::{jitter, new_token};
 use crate::{LockError, LockOptions, LostReason, OnLost, Wait, scripts};
 
@@ -25,8 +25,9 @@ pub const DEFAULT_PREFIX: &str = "lock:";
 /// First and largest pause between attempts of a waiter that got no release notice.
 const POLL_FIRST: Duration = Duration::from_millis(10);
 const POLL_CEILING: Duration = Duration::from_secs(1);
-/// With release notices live, a waiter is woken by the notice or by the holder's
-/// lease running out (its PTTL), so polling is only a slow safety net.
+/// With release notices live, a waiter is handed the lock or woken by the notice,
+/// or wakes when the holder's lease runs out (its PTTL), so polling is only a slow
+/// safety net.
 const POLL_CEILING_WITH_NOTICES: Duration = Duration::from_secs(5);
 /// How long a fence counter outlives the last acquisition that used it. Its loss is
 /// harmless (tokens have the server clock as a floor); the expiry stops one key per
@@ -216,7 +217,14 @@ impl LockClientBuilder {
             Ok(Ok(connection)) => connection,
         };
         tracing::debug!(%server, prefix = %self.prefix, "lock client connected");
-        let notices = Arc::new(Notices::new(redis, self.connect_timeout, runtime.clone()));
+        // Where this client's waiters are told of handoffs: unique per client.
+        let channel = format!("{}notices:{}", self.prefix, new_token("notices")?);
+        let notices = Arc::new(Notices::new(
+            redis,
+            channel,
+            self.connect_timeout,
+            runtime.clone(),
+        ));
         Ok(LockClient {
             inner: Arc::new(Inner {
                 config: recipe,
@@ -323,7 +331,7 @@ impl LockClient {
             reason: "acquire must run inside a tokio runtime".to_owned(),
         })?;
         let key = self.key_for(name);
-        let mut token = UnsettledToken::new(self, &key, name, options.fair)?;
+        let mut token = UnsettledToken::new(self, &key, name)?;
         let started = Instant::now();
         // `None`: try once. A wait too long to represent is the same as forever.
         let deadline = match options.wait {
@@ -336,12 +344,15 @@ impl LockClient {
         let mut backoff = Backoff { next: POLL_FIRST };
         // The holder's remaining lease as last reported, and when.
         let mut last_holder_ttl: Option<(Duration, Instant)> = None;
-        // Our token sits in the lock's wake-up queue (it must leave on success).
-        let mut queued = false;
+        // Attempts are numbered, so a handoff notice can say which one it answers.
+        let mut attempt_number: u64 = 0;
+        // The latest attempt that queued our token, and when it was sent.
+        let mut queued_by: Option<(u64, Instant)>;
         loop {
             if let Some(subscription) = subscription.as_mut() {
                 subscription.mark_seen();
             }
+            attempt_number += 1;
             let sent_at = Instant::now();
             token.armed = true;
             let attempt = self.attempt(
@@ -350,7 +361,7 @@ impl LockClient {
                 &token.token,
                 options,
                 deadline.is_some(),
-                queued,
+                attempt_number,
             );
             // An attempt may run a little past the wait's deadline, so the last
             // retry (made at the deadline) gets its answer.
@@ -369,8 +380,14 @@ impl LockClient {
             // the key before its answer was lost.
             let holder_ttl = match outcome? {
                 Attempt::Acquired { fence } => {
-                    let guard =
-                        self.start_guard(name, token.settle(), fence, options, sent_at, &runtime);
+                    let guard = self.start_guard(
+                        name,
+                        token.settle(),
+                        fence,
+                        options,
+                        (sent_at, Instant::now()),
+                        &runtime,
+                    );
                     if guard.is_held() {
                         tracing::debug!(
                             lock = name,
@@ -388,14 +405,15 @@ impl LockClient {
                         "acquire answered after the lease's validity; retrying"
                     );
                     drop(guard);
-                    token = UnsettledToken::new(self, &key, name, options.fair)?;
+                    token = UnsettledToken::new(self, &key, name)?;
                     // Waiters are woken by their token: register the new one.
                     subscription = None;
-                    queued = false;
+                    queued_by = None;
                     None
                 }
                 Attempt::Busy { holder_ttl } => {
-                    queued = deadline.is_some();
+                    let queued = deadline.is_some();
+                    queued_by = queued.then_some((attempt_number, sent_at));
                     token.busy(queued);
                     last_holder_ttl = holder_ttl.map(|ttl| (ttl, Instant::now()));
                     holder_ttl
@@ -415,26 +433,58 @@ impl LockClient {
                 // Subscribe, then retry at once: a release that happened before the
                 // subscription took effect is then seen by the retry.
                 tracing::debug!(lock = name, "lock busy; waiting for its release");
-                let mut fresh = self
-                    .inner
-                    .notices
-                    .register(&self.channel_for(&key), &token.token);
+                let mut fresh = self.inner.notices.register(&token.token);
                 let _ = tokio::time::timeout_at(deadline, fresh.activate()).await;
                 subscription = Some(fresh);
                 continue;
             };
-            let mut ceiling = if subscription.is_live() {
+            let live = subscription.is_live();
+            let ceiling = if live {
                 POLL_CEILING_WITH_NOTICES
             } else {
                 POLL_CEILING
-            };
+            }
             // Refresh our place in the queue well within its lifetime (one ttl).
-            ceiling = ceiling.min(options.ttl / 3);
+            .min(options.ttl / 3);
+            if live {
+                // A release hands over or wakes us: polling is only the safety net
+                // (and keeps our place), so it starts slow.
+                backoff.next = backoff.next.max(ceiling);
+            }
             let mut pause = backoff.step(ceiling);
             if let Some(holder_ttl) = holder_ttl {
                 pause = pause.min(holder_ttl + Duration::from_millis(1));
             }
-            subscription.wait((now + pause).min(deadline)).await;
+            // The handoff may have come while the attempt was in flight.
+            let mut handed = handed_over(subscription.handoff(), queued_by, options);
+            if handed == Handed::No {
+                subscription.wait((now + pause).min(deadline)).await;
+                handed = handed_over(subscription.handoff(), queued_by, options);
+            }
+            match handed {
+                Handed::No => {}
+                // Confirm (and restart the lease) with the next attempt, at once.
+                Handed::Stale => {}
+                Handed::Yes { fence, valid_from } => {
+                    let guard = self.start_guard(
+                        name,
+                        token.settle(),
+                        options.fencing.then_some(fence),
+                        options,
+                        (valid_from, Instant::now()),
+                        &runtime,
+                    );
+                    // Fresh (half a ttl left at least), so held; a scoped `run`
+                    // checks again before its body starts.
+                    tracing::debug!(
+                        lock = name,
+                        fence,
+                        waited_ms = started.elapsed().as_millis() as u64,
+                        "lock handed over"
+                    );
+                    return Ok(guard);
+                }
+            }
         }
     }
 
@@ -496,27 +546,25 @@ impl LockClient {
         finish(guard, output).await
     }
 
-    fn channel_for(&self, key: &str) -> String {
-        format!("{key}:released")
-    }
-
+    /// Starts the guard and heartbeat of a lease won by the request sent at
+    /// `valid_from` (its validity counts from then) and known to be ours at
+    /// `held_since`.
     fn start_guard(
         &self,
         name: &str,
         (key, token): (String, String),
         fence: Option<u64>,
         options: &LockOptions,
-        sent_at: Instant,
+        (valid_from, held_since): (Instant, Instant),
         runtime: &tokio::runtime::Handle,
     ) -> LockGuard {
         let lease = Arc::new(Lease::new(
-            options.fair,
             name.to_owned(),
             key,
             token,
             fence,
             options.ttl,
-            sent_at,
+            (valid_from, held_since),
         ));
         let heartbeat = AbortOnDropHandle::new(runtime.spawn(keep_alive(
             self.clone(),
@@ -540,30 +588,30 @@ impl LockClient {
         token: &str,
         options: &LockOptions,
         queue: bool,
-        queued: bool,
+        number: u64,
     ) -> Result<Attempt, LockError> {
         let mut connection = self.inner.connection.clone();
-        let fence_lifetime = FENCE_KEY_LIFETIME.max(options.ttl.saturating_mul(2));
-        let script = if options.fair {
-            &scripts::ACQUIRE_FAIR
+        let fence_lifetime = if options.fencing {
+            millis(FENCE_KEY_LIFETIME.max(options.ttl.saturating_mul(2)))
         } else {
-            &scripts::ACQUIRE
+            0
         };
         // A waiter's place in the queue is kept for one ttl without a refresh: a
-        // dead waiter delays a FIFO queue (or a wake-up) by at most its own ttl.
-        // Zero: do not queue (try once).
+        // dead waiter is handed the lock at most once, and holds up the others by
+        // at most its own ttl. Zero: do not queue (try once).
         let place = if queue { millis(options.ttl) } else { 0 };
-        let mut invocation = script.key(key);
+        let mut invocation = scripts::ACQUIRE.key(key);
         invocation
             .key(format!("{key}:fence"))
             .key(queue_key(key))
             .key(waiters_key(key))
             .arg(token)
             .arg(millis(options.ttl))
-            .arg(if options.fencing { "1" } else { "0" })
-            .arg(millis(fence_lifetime))
+            .arg(fence_lifetime)
             .arg(place)
-            .arg(if queued { "1" } else { "0" });
+            .arg(number)
+            .arg(if options.fair { "1" } else { "0" })
+            .arg(self.inner.notices.channel());
         let (acquired, value): (i64, i64) = invocation
             .invoke_async(&mut connection)
             .await
@@ -615,9 +663,9 @@ impl LockClient {
         let min_hold_left = min_hold
             .map(|min| {
                 lease
-                    .acquired_at
+                    .held_since
                     .checked_add(min)
-                    .unwrap_or(lease.acquired_at + FOREVER)
+                    .unwrap_or(lease.held_since + FOREVER)
             })
             .and_then(|until| until.checked_duration_since(Instant::now()))
             .filter(|left| millis(*left) > 0);
@@ -627,7 +675,7 @@ impl LockClient {
                 self.extend_lease(lease, left).await?
             }
             None => self
-                .release_token(&lease.key, &lease.token, lease.fair)
+                .release_token(&lease.key, &lease.token)
                 .await
                 .map_err(|source| LockError::Redis {
                     name: lease.name.clone(),
@@ -644,35 +692,27 @@ impl LockClient {
         }
     }
 
-    /// Compare-and-delete `token` (FIFO: also leave the queue, and hand the lock to
-    /// the next waiter); `Ok(true)` if the token held the lock.
-    async fn release_token(&self, key: &str, token: &str, fair: bool) -> redis::RedisResult<bool> {
+    /// Compare-and-delete `token`, handing the lock to the next queued waiter, or
+    /// take a waiting token out of the queue; `Ok(true)` if the token held the lock.
+    async fn release_token(&self, key: &str, token: &str) -> redis::RedisResult<bool> {
         let mut connection = self.inner.connection.clone();
-        let channel = self.channel_for(key);
-        // Both scripts take the same keys and arguments.
-        let script = if fair {
-            &scripts::RELEASE_FAIR
-        } else {
-            &scripts::RELEASE
-        };
-        let released: i64 = script
+        let released: i64 = scripts::RELEASE
             .key(key)
             .key(format!("{key}:fence"))
             .key(queue_key(key))
             .key(waiters_key(key))
             .arg(token)
-            .arg(channel)
             .invoke_async(&mut connection)
             .await?;
         Ok(released == 1)
     }
 
-    /// Best-effort release of a token whose acquire outcome is unknown (or, FIFO,
-    /// that may be queued or have been handed the lock).
-    fn spawn_release(&self, key: String, token: String, fair: bool) {
+    /// Best-effort release of a token whose acquire outcome is unknown, or that may
+    /// be queued or have been handed the lock.
+    fn spawn_release(&self, key: String, token: String) {
         let client = self.clone();
         self.inner.runtime.spawn(async move {
-            let _ = client.release_token(&key, &token, fair).await;
+            let _ = client.release_token(&key, &token).await;
         });
     }
 }
@@ -681,24 +721,22 @@ impl LockClient {
 /// guard, or known not to be set), dropping it spawns a compare-and-delete, so an
 /// acquire cancelled or failed mid-request does not leave the lock held until its ttl.
 ///
-/// A busy attempt of a waiter queues the token for a wake-up, so it stays armed
-/// until the lock is ours, and dropping it (timeout, cancellation) leaves the queue
-/// (FIFO: handing the lock on if it had just been handed to us).
+/// A busy attempt of a waiter queues the token, so it stays armed until the lock
+/// is ours, and dropping it (timeout, cancellation) leaves the queue, handing the
+/// lock on if a release had just handed it to us.
 struct UnsettledToken {
     client: LockClient,
     key: String,
     token: String,
-    fair: bool,
     armed: bool,
 }
 
 impl UnsettledToken {
-    fn new(client: &LockClient, key: &str, name: &str, fair: bool) -> Result<Self, LockError> {
+    fn new(client: &LockClient, key: &str, name: &str) -> Result<Self, LockError> {
         Ok(UnsettledToken {
             client: client.clone(),
             key: key.to_owned(),
             token: new_token(name)?,
-            fair,
             armed: false,
         })
     }
@@ -722,9 +760,50 @@ impl Drop for UnsettledToken {
             self.client.spawn_release(
                 std::mem::take(&mut self.key),
                 std::mem::take(&mut self.token),
-                self.fair,
             );
         }
+    }
+}
+
+/// What a waiter may do with the handoff notices it got.
+#[derive(Debug, PartialEq, Eq)]
+enum Handed {
+    /// No handoff answers our latest queued attempt: a wake-up at most.
+    No,
+    /// Handed to us, but our latest queued attempt is too old to count the lease
+    /// from: confirm it with another attempt.
+    Stale,
+    /// Handed to us after the attempt sent at `valid_from` was queued, so the
+    /// key's ttl started after `valid_from`: the lease is ours from then.
+    Yes { fence: u64, valid_from: Instant },
+}
+
+/// Whether `handoff` gives us the lock without another round trip.
+///
+/// Only a handoff that names our latest queued attempt counts: the release read
+/// that attempt's number from our place in the queue, so the handoff happened
+/// after that attempt reached Redis, hence after it was sent, and the handed
+/// lease ends no sooner than `sent + ttl`. A handoff naming an older attempt is
+/// stale (e.g. a notice delayed past a lease that expired before we re-queued):
+/// only a wake-up. Half a ttl must be left, or we confirm instead.
+fn handed_over(
+    handoff: Option<Handoff>,
+    queued_by: Option<(u64, Instant)>,
+    options: &LockOptions,
+) -> Handed {
+    let (Some(handoff), Some((attempt, sent_at))) = (handoff, queued_by) else {
+        return Handed::No;
+    };
+    if handoff.attempt != attempt {
+        return Handed::No;
+    }
+    let valid_until = sent_at + options.ttl.saturating_sub(drift_allowance(options.ttl));
+    match valid_until.checked_duration_since(Instant::now()) {
+        Some(left) if left >= options.ttl / 2 => Handed::Yes {
+            fence: handoff.fence,
+            valid_from: sent_at,
+        },
+        _ => Handed::Stale,
     }
 }
 
@@ -875,6 +954,33 @@ mod tests {
     fn passwords_are_redacted() {
         assert_eq!(redact_url("redis://u:secret@h:1/0"), "redis://u:***@h:1/0");
         assert_eq!(redact_url("redis://h:1"), "redis://h:1");
+    }
+
+    #[test]
+    fn only_a_handoff_answering_the_latest_queued_attempt_counts() {
+        let options = LockOptions::new(Duration::from_secs(10));
+        let now = Instant::now();
+        let handoff = |attempt| Some(Handoff { attempt, fence: 9 });
+        assert_eq!(handed_over(None, Some((3, now)), &options), Handed::No);
+        assert_eq!(handed_over(handoff(3), None, &options), Handed::No);
+        // A notice for an earlier attempt: that handoff came before our latest
+        // attempt was queued (and its lease may be gone), so it is only a wake-up.
+        assert_eq!(handed_over(handoff(2), Some((3, now)), &options), Handed::No);
+        assert_eq!(
+            handed_over(handoff(3), Some((3, now)), &options),
+            Handed::Yes {
+                fence: 9,
+                valid_from: now
+            }
+        );
+        // Queued too long ago to count on half a ttl: confirm with a request.
+        let Some(long_ago) = now.checked_sub(Duration::from_secs(6)) else {
+            panic!("the monotonic clock starts at boot, more than 6 s ago");
+        };
+        assert_eq!(
+            handed_over(handoff(3), Some((3, long_ago)), &options),
+            Handed::Stale
+        );
     }
 
     #[test]

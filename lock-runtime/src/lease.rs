@@ -21,11 +21,13 @@ pub(crate) struct Lease {
     pub(crate) key: String,
     pub(crate) token: String,
     pub(crate) fence: Option<u64>,
-    /// Taken in FIFO mode: released by handing over to the next waiter.
-    pub(crate) fair: bool,
     pub(crate) ttl: Duration,
-    /// When the acquire that won this lease was sent.
+    /// When the request that won this lease was sent (the key's ttl started
+    /// later): validity, heartbeats and `max_hold` count from here.
     pub(crate) acquired_at: Instant,
+    /// When this process knew the lease was its own (the answer or handoff notice
+    /// came): `min_hold` counts from here.
+    pub(crate) held_since: Instant,
     /// Local validity deadline: counted from when the last successful acquire or
     /// extend was *sent*, minus the drift allowance. Past it the lease is presumed
     /// lost whatever Redis says.
@@ -38,22 +40,21 @@ pub(crate) struct Lease {
 
 impl Lease {
     pub(crate) fn new(
-        fair: bool,
         name: String,
         key: String,
         token: String,
         fence: Option<u64>,
         ttl: Duration,
-        acquired_at: Instant,
+        (acquired_at, held_since): (Instant, Instant),
     ) -> Self {
         Lease {
-            fair,
             name,
             key,
             token,
             fence,
             ttl,
             acquired_at,
+            held_since,
             valid_until: Mutex::new(acquired_at + ttl.saturating_sub(drift_allowance(ttl))),
             released: AtomicBool::new(false),
             lost: CancellationToken::new(),

@@ -1,10 +1,23 @@
-//! Release notices: one RESP3 pub/sub connection per client, shared by all waiters.
+//! Lock notices: each client has its own notice channel, `<prefix>notices:<id>`, and
+//! one RESP3 pub/sub connection subscribed to it (made on the first wait), shared
+//! by all its waiters. A waiter's place in a lock's queue names its client's
+//! channel, so a release publishes to the one process concerned, never to every
+//! process waiting on the lock.
 //!
-//! A waiter subscribes to its lock's notice channel before its second attempt, so a
-//! release between an attempt and the wait cannot be missed. Notices are only a hint
-//! to retry now; safety never depends on them, and without them waiters poll.
+//! The channel is subscribed before a waiter's second attempt, so a release
+//! between an attempt and the wait cannot be missed. A notice names one waiter,
+//! and is one of:
+//! - a wake-up, `<token>`: try now;
+//! - a handoff, `<token>:<attempt>:<fence>`: the release gave the lock to this token
+//!   after that attempt of it was queued;
+//! - a heads-up to the waiter next in line, `<token>:<ttl ms>`: the lock was just
+//!   handed to the waiter ahead for this long; check again by then, so a waiter
+//!   that died as it was handed the lock holds the others up for its ttl only.
+//!
+//! Without notices waiters poll; a lost handoff notice costs the waiter only time
+//! (its next attempt finds the lock is its own).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
@@ -12,65 +25,128 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ProtocolVersion, PushInfo, PushKind, Value};
 use tokio::sync::watch;
+use tokio::time::Instant;
 
-/// The waiters' side: channel name -> (number of waiters, wake-up signal).
-type Registry = Arc<Mutex<HashMap<String, Channel>>>;
+/// This client's waiters, by token.
+type Registry = Arc<Mutex<HashMap<String, watch::Sender<Woken>>>>;
 
-#[derive(Debug)]
-struct Channel {
-    /// This process's waiters on the channel, by token. A release notice names the
-    /// waiter to wake (the first in the lock's queue in Redis); an empty notice
-    /// (nobody queued) wakes all of them.
-    waiters: HashMap<String, watch::Sender<u64>>,
+/// What a waiter has been told.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Woken {
+    /// Wake-ups so far (a handoff is one too).
+    wakes: u64,
+    /// The latest handoff naming this waiter, if any.
+    handoff: Option<Handoff>,
+    /// From the latest heads-up: when the lease just handed to the waiter ahead
+    /// ends, if that waiter never releases it.
+    check_by: Option<Instant>,
 }
 
-fn bump(signal: &watch::Sender<u64>) {
-    signal.send_modify(|n| *n = n.wrapping_add(1));
+/// One notice for one waiter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Notice {
+    Wake,
+    Handoff(Handoff),
+    HeadsUp { ttl: Duration },
+}
+
+/// A release handed the lock to a waiter: which of its attempts the release saw
+/// queued (the handoff happened after that attempt reached Redis), and the
+/// fencing token that came with the lock (0 without fencing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Handoff {
+    pub(crate) attempt: u64,
+    pub(crate) fence: u64,
+}
+
+/// Hands `notice` to the waiter behind `signal`.
+fn deliver(signal: &watch::Sender<Woken>, notice: Notice) {
+    signal.send_modify(|woken| match notice {
+        Notice::Wake => woken.wakes = woken.wakes.wrapping_add(1),
+        Notice::Handoff(handoff) => {
+            woken.wakes = woken.wakes.wrapping_add(1);
+            woken.handoff = Some(handoff);
+        }
+        Notice::HeadsUp { ttl } => {
+            // A millisecond late, so the check finds the lease gone.
+            woken.check_by = Instant::now().checked_add(ttl + Duration::from_millis(1));
+        }
+    });
+}
+
+/// Splits a notice payload into the waiter's token and the notice. `None` for a
+/// malformed payload.
+fn parse_notice(payload: &str) -> Option<(&str, Notice)> {
+    let mut parts = payload.split(':');
+    let token = parts.next()?;
+    let notice = match (parts.next(), parts.next(), parts.next()) {
+        (None, _, _) => Notice::Wake,
+        (Some(ttl), None, _) => Notice::HeadsUp {
+            ttl: Duration::from_millis(ttl.parse().ok()?),
+        },
+        (Some(attempt), Some(fence), None) => Notice::Handoff(Handoff {
+            attempt: attempt.parse().ok()?,
+            fence: fence.parse().ok()?,
+        }),
+        _ => return None,
+    };
+    Some((token, notice))
 }
 
 pub(crate) struct Notices {
     redis: redis::Client,
+    /// This client's notice channel.
+    channel: String,
     connect_timeout: Duration,
     runtime: tokio::runtime::Handle,
     registry: Registry,
-    /// False from a dropped pub/sub connection until its channels are confirmed
+    /// False from a dropped pub/sub connection until the channel is confirmed
     /// subscribed again; waiters then poll at the shorter ceiling.
     healthy: Arc<AtomicBool>,
-    /// The pub/sub connection (made on first need) and the channels it is subscribed
-    /// to. Held across SUBSCRIBE/UNSUBSCRIBE so those commands apply in order.
-    connection: tokio::sync::Mutex<Option<(ConnectionManager, HashSet<String>)>>,
+    /// The pub/sub connection, made and subscribed on first need; `true` once the
+    /// SUBSCRIBE was confirmed.
+    connection: tokio::sync::Mutex<Option<(ConnectionManager, bool)>>,
 }
 
 impl std::fmt::Debug for Notices {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Notices").finish_non_exhaustive()
+        f.debug_struct("Notices")
+            .field("channel", &self.channel)
+            .finish_non_exhaustive()
     }
 }
 
-/// One waiter's interest in one channel; dropping it unsubscribes when it was the last.
+/// One waiter's registration; dropping it unregisters the waiter.
 pub(crate) struct Subscription {
     notices: Arc<Notices>,
-    channel: String,
     token: String,
-    signal: watch::Receiver<u64>,
-    /// True once SUBSCRIBE was confirmed; until then the waiter only polls.
+    signal: watch::Receiver<Woken>,
+    /// Wake-ups counted at the last `mark_seen`.
+    seen: u64,
+    /// True once the channel's SUBSCRIBE was confirmed; until then the waiter only
+    /// polls.
     live: bool,
 }
 
-fn lock_registry(registry: &Registry) -> std::sync::MutexGuard<'_, HashMap<String, Channel>> {
+fn lock_registry(
+    registry: &Registry,
+) -> std::sync::MutexGuard<'_, HashMap<String, watch::Sender<Woken>>> {
     // A panic elsewhere while holding this lock leaves the map consistent (each
     // mutation is a single step), so a poisoned lock is safe to keep using.
     registry.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Notices {
+    /// Notices for a client whose channel is `channel`.
     pub(crate) fn new(
         redis: redis::Client,
+        channel: String,
         connect_timeout: Duration,
         runtime: tokio::runtime::Handle,
     ) -> Self {
         Notices {
             redis,
+            channel,
             connect_timeout,
             runtime,
             registry: Arc::default(),
@@ -79,37 +155,34 @@ impl Notices {
         }
     }
 
-    /// Registers a waiter on `channel`; [`Subscription::activate`] then makes sure
-    /// the connection is subscribed. Registered first, so a waiter dropped while
-    /// subscribing still unregisters.
-    ///
-    /// The waiter is woken by a notice naming its `token` (or an empty notice, or a
-    /// dropped connection), not by every release.
-    pub(crate) fn register(self: &Arc<Self>, channel: &str, token: &str) -> Subscription {
-        let (sender, signal) = watch::channel(0);
-        lock_registry(&self.registry)
-            .entry(channel.to_owned())
-            .or_insert_with(|| Channel {
-                waiters: HashMap::new(),
-            })
-            .waiters
-            .insert(token.to_owned(), sender);
+    /// This client's notice channel (a waiter's place in a queue names it).
+    pub(crate) fn channel(&self) -> &str {
+        &self.channel
+    }
+
+    /// Registers a waiter; [`Subscription::activate`] then makes sure the channel is
+    /// subscribed. Registered first, so a waiter dropped while subscribing still
+    /// unregisters. The waiter gets the notices naming its `token`, and a wake-up
+    /// when the connection drops.
+    pub(crate) fn register(self: &Arc<Self>, token: &str) -> Subscription {
+        let (sender, signal) = watch::channel(Woken::default());
+        lock_registry(&self.registry).insert(token.to_owned(), sender);
         Subscription {
             notices: Arc::clone(self),
-            channel: channel.to_owned(),
             token: token.to_owned(),
             signal,
+            seen: 0,
             live: false,
         }
     }
 
-    async fn ensure_subscribed(self: &Arc<Self>, channel: &str) -> bool {
+    async fn ensure_subscribed(self: &Arc<Self>) -> bool {
         let mut connection = self.connection.lock().await;
         if connection.is_none() {
             match self.connect().await {
-                Ok(manager) => *connection = Some((manager, HashSet::new())),
+                Ok(manager) => *connection = Some((manager, false)),
                 Err(error) => {
-                    tracing::warn!(%error, "release notices unavailable; waiters will poll");
+                    tracing::warn!(%error, "lock notices unavailable; waiters will poll");
                     return false;
                 }
             }
@@ -117,20 +190,21 @@ impl Notices {
         let Some((manager, subscribed)) = connection.as_mut() else {
             return false;
         };
-        if subscribed.contains(channel) {
+        if *subscribed {
             return true;
         }
+        let channel = self.channel.as_str();
         match tokio::time::timeout(self.connect_timeout, manager.subscribe(channel)).await {
             Ok(Ok(())) => {
-                subscribed.insert(channel.to_owned());
+                *subscribed = true;
                 true
             }
             Ok(Err(error)) => {
-                tracing::warn!(%error, channel, "SUBSCRIBE failed; this waiter will poll");
+                tracing::warn!(%error, channel, "SUBSCRIBE failed; waiters will poll");
                 false
             }
             Err(_) => {
-                tracing::warn!(channel, "SUBSCRIBE timed out; this waiter will poll");
+                tracing::warn!(channel, "SUBSCRIBE timed out; waiters will poll");
                 false
             }
         }
@@ -176,47 +250,32 @@ impl Notices {
             ))),
         }
     }
-
-    async fn unsubscribe_if_unused(&self, channel: String) {
-        let mut connection = self.connection.lock().await;
-        let still_wanted = lock_registry(&self.registry).contains_key(&channel);
-        if still_wanted {
-            return;
-        }
-        if let Some((manager, subscribed)) = connection.as_mut()
-            && subscribed.remove(&channel)
-        {
-            let _ = tokio::time::timeout(self.connect_timeout, manager.unsubscribe(&channel)).await;
-        }
-    }
 }
 
-/// After the pub/sub connection dropped: subscribe every wanted channel again
-/// (idempotent beside the manager's own resubscription, but confirmed), then mark
-/// notices healthy and wake all waiters to retry once, since a release may have
-/// been missed while the connection was down.
+/// After the pub/sub connection dropped: subscribe the channel again (idempotent
+/// beside the manager's own resubscription, but confirmed), then mark notices
+/// healthy and wake all waiters to retry once, since a notice may have been missed
+/// while the connection was down.
 async fn resubscribe(notices: Weak<Notices>) {
     let mut pause = Duration::from_millis(50);
     loop {
         let Some(strong) = notices.upgrade() else {
             return;
         };
-        let channels: Vec<String> = lock_registry(&strong.registry).keys().cloned().collect();
         let done = {
             let mut connection = strong.connection.lock().await;
             match connection.as_mut() {
                 None => true,
                 Some((manager, subscribed)) => {
-                    subscribed.retain(|channel| channels.contains(channel));
-                    channels.is_empty()
-                        || matches!(
-                            tokio::time::timeout(
-                                strong.connect_timeout,
-                                manager.subscribe(&channels)
-                            )
-                            .await,
-                            Ok(Ok(()))
+                    *subscribed = matches!(
+                        tokio::time::timeout(
+                            strong.connect_timeout,
+                            manager.subscribe(strong.channel.as_str())
                         )
+                        .await,
+                        Ok(Ok(()))
+                    );
+                    *subscribed
                 }
             }
         };
@@ -231,45 +290,39 @@ async fn resubscribe(notices: Weak<Notices>) {
     }
 }
 
-/// Runs on the pub/sub connection's reader: wakes the waiters of a released lock, or
-/// every waiter when the connection dropped (notices may have been missed).
-fn wake_all(registry: &HashMap<String, Channel>) {
-    for entry in registry.values() {
-        entry.waiters.values().for_each(bump);
+/// Wakes every waiter (the connection dropped: notices may have been missed).
+fn wake_all(registry: &HashMap<String, watch::Sender<Woken>>) {
+    for signal in registry.values() {
+        deliver(signal, Notice::Wake);
     }
 }
 
+/// Runs on the pub/sub connection's reader: hands a notice to the waiter it names,
+/// or wakes every waiter when the connection dropped.
 fn dispatch(registry: &Registry, push: PushInfo) {
-    let registry = lock_registry(registry);
     match push.kind {
         PushKind::Message => {
-            let channel = match push.data.first() {
-                Some(Value::BulkString(bytes)) => String::from_utf8_lossy(bytes),
-                _ => return,
-            };
-            let Some(entry) = registry.get(channel.as_ref()) else {
+            // Only this client's channel is subscribed: [channel, payload].
+            let Some(Value::BulkString(payload)) = push.data.get(1) else {
                 return;
             };
-            match push.data.get(1) {
-                Some(Value::BulkString(payload)) if !payload.is_empty() => {
-                    if let Some(signal) =
-                        entry.waiters.get(String::from_utf8_lossy(payload).as_ref())
-                    {
-                        bump(signal);
-                    }
-                }
-                _ => entry.waiters.values().for_each(bump),
+            let payload = String::from_utf8_lossy(payload);
+            let Some((token, notice)) = parse_notice(&payload) else {
+                return;
+            };
+            if let Some(signal) = lock_registry(registry).get(token) {
+                deliver(signal, notice);
             }
         }
-        PushKind::Disconnection => wake_all(&registry),
+        PushKind::Disconnection => wake_all(&lock_registry(registry)),
         _ => {}
     }
 }
 
 impl Subscription {
-    /// Subscribes the shared connection to this waiter's channel (if it is not yet).
+    /// Subscribes the client's channel (if it is not yet).
     pub(crate) async fn activate(&mut self) {
-        self.live = self.notices.ensure_subscribed(&self.channel).await;
+        self.live = self.notices.ensure_subscribed().await;
     }
 
     /// True while notices for this waiter can be trusted to arrive: subscribed, and
@@ -278,47 +331,79 @@ impl Subscription {
         self.live && self.notices.healthy.load(Ordering::Acquire)
     }
 
-    /// Marks every notice so far as seen; call right before an attempt.
-    pub(crate) fn mark_seen(&mut self) {
-        self.signal.borrow_and_update();
+    /// The latest handoff notice naming this waiter, if one came.
+    pub(crate) fn handoff(&self) -> Option<Handoff> {
+        self.signal.borrow().handoff
     }
 
-    /// Waits for a notice newer than the last `mark_seen`, or until `until`.
-    pub(crate) async fn wait(&mut self, until: tokio::time::Instant) {
-        tokio::select! {
-            changed = self.signal.changed() => {
-                if changed.is_err() {
-                    // Cannot happen while this subscription is registered; never spin.
-                    tokio::time::sleep_until(until).await;
-                }
+    /// Marks every wake-up so far as seen; call right before an attempt.
+    pub(crate) fn mark_seen(&mut self) {
+        self.seen = self.signal.borrow_and_update().wakes;
+    }
+
+    /// Waits for a wake-up newer than the last `mark_seen`, or until `until`, or
+    /// until a heads-up says the lease ahead of us ends.
+    pub(crate) async fn wait(&mut self, mut until: Instant) {
+        loop {
+            let (wakes, check_by) = {
+                let woken = self.signal.borrow_and_update();
+                (woken.wakes, woken.check_by)
+            };
+            if wakes != self.seen {
+                return;
             }
-            () = tokio::time::sleep_until(until) => {}
+            // A heads-up already passed was acted on (or overtaken by an attempt).
+            if let Some(check_by) = check_by.filter(|at| *at > Instant::now()) {
+                until = until.min(check_by);
+            }
+            tokio::select! {
+                changed = self.signal.changed() => {
+                    if changed.is_err() {
+                        // Cannot happen while this subscription is registered; never spin.
+                        tokio::time::sleep_until(until).await;
+                        return;
+                    }
+                }
+                () = tokio::time::sleep_until(until) => return,
+            }
         }
     }
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        let last = {
-            let mut registry = lock_registry(&self.notices.registry);
-            match registry.get_mut(&self.channel) {
-                Some(entry) => {
-                    entry.waiters.remove(&self.token);
-                    if entry.waiters.is_empty() {
-                        registry.remove(&self.channel);
-                        true
-                    } else {
-                        false
-                    }
+        lock_registry(&self.notices.registry).remove(&self.token);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notices_are_wake_ups_or_handoffs() {
+        assert_eq!(parse_notice("ab12"), Some(("ab12", Notice::Wake)));
+        assert_eq!(
+            parse_notice("ab12:7:1790000000000001"),
+            Some((
+                "ab12",
+                Notice::Handoff(Handoff {
+                    attempt: 7,
+                    fence: 1_790_000_000_000_001
+                })
+            ))
+        );
+        assert_eq!(
+            parse_notice("ab12:1500"),
+            Some((
+                "ab12",
+                Notice::HeadsUp {
+                    ttl: Duration::from_millis(1500)
                 }
-                None => false,
-            }
-        };
-        if last {
-            let notices = Arc::clone(&self.notices);
-            let channel = std::mem::take(&mut self.channel);
-            let runtime = notices.runtime.clone();
-            runtime.spawn(async move { notices.unsubscribe_if_unused(channel).await });
-        }
+            ))
+        );
+        assert_eq!(parse_notice("ab12:x:0"), None);
+        assert_eq!(parse_notice("ab12:-1"), None);
+        assert_eq!(parse_notice("ab12:1:2:3"), None);
     }
 }

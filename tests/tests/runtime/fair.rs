@@ -1,5 +1,6 @@
-//! FIFO mode (`fair`): arrival order, direct handoff, and waiters or holders that
-//! die or give up must not stall the queue beyond their own ttl.
+//! FIFO mode (`fair`): arrival order; and in both modes (both hand the lock from
+//! a release straight to a queued waiter), waiters or holders that die or give up
+//! must not stall the others beyond their own ttl.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -14,6 +15,11 @@ use crate::client;
 
 fn fair(ttl_ms: u64) -> LockOptions {
     LockOptions::new(Duration::from_millis(ttl_ms)).fair(true)
+}
+
+/// The fault tests run in both modes, each on its own lock.
+fn mode(fair: bool, ttl_ms: u64) -> LockOptions {
+    LockOptions::new(Duration::from_millis(ttl_ms)).fair(fair)
 }
 
 fn queued(server: &RedisServer, locks: &LockClient, name: &str) -> i64 {
@@ -36,12 +42,13 @@ async fn until_queued(server: &RedisServer, locks: &LockClient, name: &str, coun
     }
 }
 
-fn spawn_holder(server: &RedisServer, name: &str, ttl_ms: u64) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_hold_lock"))
-        .args([server.url().as_str(), name, &ttl_ms.to_string(), "fair"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap()
+fn spawn_holder(server: &RedisServer, name: &str, ttl_ms: u64, fair: bool) -> Child {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hold_lock"));
+    command.args([server.url().as_str(), name, &ttl_ms.to_string()]);
+    if fair {
+        command.arg("fair");
+    }
+    command.stdout(Stdio::piped()).spawn().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -82,32 +89,38 @@ async fn waiters_are_served_in_arrival_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiter_that_times_out_does_not_hold_up_the_queue() {
     let server = RedisServer::start();
+    for (fair, name) in [(false, "impatient-default"), (true, "impatient-fair")] {
+        waiter_times_out(&server, name, fair).await;
+    }
+}
+
+async fn waiter_times_out(server: &RedisServer, name: &'static str, fair: bool) {
     let holder = client(&server.url()).await;
-    let guard = holder.acquire("impatient", &fair(10_000)).await.unwrap();
+    let guard = holder.acquire(name, &mode(fair, 10_000)).await.unwrap();
     let impatient = client(&server.url()).await;
     let patient = client(&server.url()).await;
     let give_up = tokio::spawn(async move {
         impatient
             .acquire(
-                "impatient",
-                &fair(10_000).wait(Wait::For(Duration::from_millis(500))),
+                name,
+                &mode(fair, 10_000).wait(Wait::For(Duration::from_millis(500))),
             )
             .await
     });
-    until_queued(&server, &holder, "impatient", 1).await;
+    until_queued(server, &holder, name, 1).await;
     let wait = tokio::spawn(async move {
-        let guard = patient.acquire("impatient", &fair(10_000)).await.unwrap();
+        let guard = patient.acquire(name, &mode(fair, 10_000)).await.unwrap();
         let acquired = Instant::now();
         guard.release().await.unwrap();
         acquired
     });
-    until_queued(&server, &holder, "impatient", 2).await;
+    until_queued(server, &holder, name, 2).await;
     assert!(matches!(
         give_up.await.unwrap(),
         Err(LockError::Timeout { .. })
     ));
     // The impatient waiter leaves the queue.
-    until_queued(&server, &holder, "impatient", 1).await;
+    until_queued(server, &holder, name, 1).await;
     let released = Instant::now();
     guard.release().await.unwrap();
     let latency = wait.await.unwrap() - released;
@@ -122,36 +135,50 @@ async fn a_waiter_that_times_out_does_not_hold_up_the_queue() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_waiter_stalls_the_queue_for_at_most_its_ttl() {
     let server = RedisServer::start();
+    for (fair, name) in [(false, "dead-waiter-default"), (true, "dead-waiter-fair")] {
+        killed_waiter(&server, name, fair).await;
+    }
+}
+
+async fn killed_waiter(server: &RedisServer, name: &'static str, fair: bool) {
     let holder = client(&server.url()).await;
-    let guard = holder.acquire("dead-waiter", &fair(10_000)).await.unwrap();
-    let mut doomed = spawn_holder(&server, "dead-waiter", 1_000);
-    until_queued(&server, &holder, "dead-waiter", 1).await;
+    let guard = holder.acquire(name, &mode(fair, 10_000)).await.unwrap();
+    let mut doomed = spawn_holder(server, name, 1_000, fair);
+    until_queued(server, &holder, name, 1).await;
     let survivor = client(&server.url()).await;
     let wait = tokio::spawn(async move {
         let guard = survivor
-            .acquire("dead-waiter", &fair(10_000))
+            .acquire(name, &mode(fair, 10_000))
             .await
             .unwrap();
         let acquired = Instant::now();
         guard.release().await.unwrap();
         acquired
     });
-    until_queued(&server, &holder, "dead-waiter", 2).await;
+    until_queued(server, &holder, name, 2).await;
     doomed.kill().unwrap();
     doomed.wait().unwrap();
     let released = Instant::now();
     guard.release().await.unwrap();
     let stalled = wait.await.unwrap() - released;
+    // The survivor is told when the lease handed to the dead waiter ends, and
+    // checks then (not at its next poll, up to ttl / 3 = 3.3 s away).
     assert!(
-        stalled <= Duration::from_millis(2_000),
-        "stalled {stalled:?} (dead waiter's ttl: 1 s)"
+        stalled <= Duration::from_millis(1_600),
+        "{name}: stalled {stalled:?} (dead waiter's ttl: 1 s)"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_holder_frees_the_queue_after_its_ttl() {
     let server = RedisServer::start();
-    let mut holder = spawn_holder(&server, "dead-holder", 1_000);
+    for (fair, name) in [(false, "dead-holder-default"), (true, "dead-holder-fair")] {
+        killed_holder(&server, name, fair).await;
+    }
+}
+
+async fn killed_holder(server: &RedisServer, name: &'static str, fair: bool) {
+    let mut holder = spawn_holder(server, name, 1_000, fair);
     let mut line = String::new();
     BufReader::new(holder.stdout.take().unwrap())
         .read_line(&mut line)
@@ -159,13 +186,13 @@ async fn a_killed_holder_frees_the_queue_after_its_ttl() {
     assert_eq!(line.trim(), "ACQUIRED");
     let waiter = client(&server.url()).await;
     let wait = tokio::spawn(async move {
-        let guard = waiter.acquire("dead-holder", &fair(5_000)).await.unwrap();
+        let guard = waiter.acquire(name, &mode(fair, 5_000)).await.unwrap();
         let acquired = Instant::now();
         guard.release().await.unwrap();
         acquired
     });
     let observer = client(&server.url()).await;
-    until_queued(&server, &observer, "dead-holder", 1).await;
+    until_queued(server, &observer, name, 1).await;
     holder.kill().unwrap();
     holder.wait().unwrap();
     let killed = Instant::now();

@@ -6,6 +6,7 @@ mod bad_input;
 mod default_client;
 mod fair;
 mod fencing;
+mod handoff;
 mod lease;
 mod mutual_exclusion;
 mod waiting;
@@ -13,6 +14,7 @@ mod waiting;
 use std::time::Duration;
 
 use lock_runtime::{LockClient, LockOptions, Wait};
+use tokio::time::Instant;
 
 /// Connects a fresh client to `url`.
 async fn client(url: &str) -> LockClient {
@@ -39,6 +41,24 @@ fn get(server: &tests::RedisServer, key: &str) -> Option<String> {
 fn pttl(server: &tests::RedisServer, key: &str) -> i64 {
     redis::cmd("PTTL")
         .arg(key)
+        .query(&mut server.connection())
+        .unwrap()
+}
+
+/// Polls `condition` every 5 ms for up to 5 s.
+async fn until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !condition() {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The clients' notice channels subscribed on the server (default prefix).
+fn notice_channels(server: &tests::RedisServer) -> Vec<String> {
+    redis::cmd("PUBSUB")
+        .arg("CHANNELS")
+        .arg("lock:notices:*")
         .query(&mut server.connection())
         .unwrap()
 }

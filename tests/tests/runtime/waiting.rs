@@ -1,10 +1,10 @@
 use std::time::Duration;
 
-use lock_runtime::{LockError, Wait};
+use lock_runtime::{LockClient, LockError, Wait};
 use tests::RedisServer;
 use tokio::time::Instant;
 
-use crate::{client, try_once, ttl};
+use crate::{client, notice_channels, try_once, ttl, until};
 
 #[tokio::test]
 async fn try_once_on_a_busy_lock_is_busy_with_a_retry_hint() {
@@ -174,47 +174,57 @@ async fn an_acquire_cancelled_mid_request_does_not_leave_the_lock_held() {
     taken.release().await.unwrap();
 }
 
-/// Waiters unsubscribe from a lock's notices when they stop waiting, including
-/// those that time out.
+/// Waiters that time out leave nothing behind in Redis (their places in the
+/// queues are gone), and however many locks its waiters wait on, a client has one
+/// notice channel.
 #[tokio::test]
-async fn waiters_that_give_up_leave_no_subscription_behind() {
+async fn waiters_that_give_up_leave_nothing_behind() {
     let server = RedisServer::start();
     let holder = client(&server.url()).await;
     let waiter = client(&server.url()).await;
-    let guard = holder.acquire("crowded", &ttl(10_000)).await.unwrap();
+    let names = ["crowded:a", "crowded:b"];
+    let mut guards = Vec::new();
+    for name in names {
+        guards.push(holder.acquire(name, &ttl(10_000)).await.unwrap());
+    }
     let mut waits = Vec::new();
-    for _ in 0..5 {
+    for index in 0..6 {
         let waiter = waiter.clone();
         waits.push(tokio::spawn(async move {
             waiter
                 .acquire(
-                    "crowded",
-                    &ttl(1_000).wait(Wait::For(Duration::from_millis(300))),
+                    names[index % 2],
+                    &ttl(1_000).wait(Wait::For(Duration::from_millis(500))),
                 )
                 .await
         }));
     }
+    until("six waiters queued", || {
+        names.iter().map(|name| queued(&server, &waiter, name)).sum::<i64>() == 6
+    })
+    .await;
+    assert_eq!(notice_channels(&server).len(), 1, "one channel per client");
     for wait in waits {
         assert!(matches!(
             wait.await.unwrap(),
             Err(LockError::Timeout { .. })
         ));
     }
-    let channel = format!("{}:released", waiter.key_for("crowded"));
-    let deadline = Instant::now() + Duration::from_secs(3);
-    loop {
-        let counts: (String, i64) = redis::cmd("PUBSUB")
-            .arg("NUMSUB")
-            .arg(&channel)
-            .query(&mut server.connection())
-            .unwrap();
-        if counts.1 == 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "still subscribed: {counts:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    until("the waiters left the queues", || {
+        names.iter().map(|name| queued(&server, &waiter, name)).sum::<i64>() == 0
+    })
+    .await;
+    for guard in guards {
+        guard.release().await.unwrap();
     }
-    guard.release().await.unwrap();
+}
+
+/// How many waiters are queued on `name`.
+fn queued(server: &RedisServer, locks: &LockClient, name: &str) -> i64 {
+    redis::cmd("ZCARD")
+        .arg(format!("{}:queue", locks.key_for(name)))
+        .query(&mut server.connection())
+        .unwrap()
 }
 
 /// After the pub/sub connection is killed, the client resubscribes and release
@@ -282,6 +292,7 @@ async fn a_release_wakes_one_local_waiter_not_all() {
     let holder = client(&server.url()).await;
     let waiters = client(&server.url()).await;
     let guard = holder.acquire("crowd", &ttl(30_000)).await.unwrap();
+    let queued_before = server.script_calls();
     let mut tasks = Vec::new();
     for _ in 0..50 {
         let waiters = waiters.clone();
@@ -290,21 +301,11 @@ async fn a_release_wakes_one_local_waiter_not_all() {
             guard.release().await.unwrap();
         }));
     }
-    let channel = format!("{}:released", waiters.key_for("crowd"));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let (_, subscribed): (String, i64) = redis::cmd("PUBSUB")
-            .arg("NUMSUB")
-            .arg(&channel)
-            .query(&mut server.connection())
-            .unwrap();
-        if subscribed > 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the waiters never subscribed");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(200)).await; // the last ones subscribe too
+    // Each waiter queues, subscribes its client's channel, and queues again.
+    until("fifty waiters queued twice", || {
+        server.script_calls() == queued_before + 100
+    })
+    .await;
     let before = server.script_calls();
     guard.release().await.unwrap();
     for task in tasks {

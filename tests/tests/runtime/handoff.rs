@@ -1,0 +1,98 @@
+//! Direct handoff, in both modes: a release gives the lock to the first queued
+//! waiter, which takes it from the release notice without another request, with
+//! its lease counted from before the handoff and a larger fencing token.
+
+use std::time::Duration;
+
+use lock_runtime::LockOptions;
+use tests::RedisServer;
+use tokio::time::Instant;
+
+use crate::{client, until};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_hands_the_lock_to_the_waiter_with_no_further_request() {
+    let server = RedisServer::start();
+    // Load the scripts first: a first use costs a NOSCRIPT round trip.
+    let warm_up = client(&server.url()).await;
+    let guard = warm_up.acquire("warm-up", &crate::ttl(1_000)).await.unwrap();
+    guard.release().await.unwrap();
+    for (fair, name) in [(false, "handoff-default"), (true, "handoff-fair")] {
+        let options = LockOptions::new(Duration::from_secs(30))
+            .fair(fair)
+            .fencing(true);
+        let holder = client(&server.url()).await;
+        let guard = holder.acquire(name, &options).await.unwrap();
+        let first_fence = guard.fencing_token().unwrap();
+
+        let before_waiter = server.script_calls();
+        let waiter = client(&server.url()).await;
+        let waiting_options = options.clone();
+        let waiting = tokio::spawn(async move {
+            let asked = Instant::now();
+            let guard = waiter.acquire(name, &waiting_options).await.unwrap();
+            (asked, Instant::now(), guard)
+        });
+        // The waiter queues (first attempt), subscribes to its client's notice
+        // channel, and queues again (second attempt, made once subscribed): then
+        // it only waits for the notice.
+        until("the waiter made two attempts and subscribed", || {
+            server.script_calls() == before_waiter + 2
+        })
+        .await;
+
+        let before_release = server.script_calls();
+        let released = Instant::now();
+        guard.release().await.unwrap();
+        let (asked, acquired, handed) = waiting.await.unwrap();
+        assert_eq!(
+            server.script_calls() - before_release,
+            1,
+            "{name}: the release was the only request; the waiter took the lock from the notice"
+        );
+        assert!(acquired >= released);
+        let second_fence = handed.fencing_token().unwrap();
+        assert!(second_fence > first_fence, "{second_fence} after {first_fence}");
+        // The handed lease counts from before the handoff (the waiter's last
+        // attempt), never from the notice.
+        let left = handed.time_left().unwrap();
+        assert!(left <= Duration::from_secs(30) - (acquired - asked).min(Duration::from_secs(30)));
+        assert!(left > Duration::from_secs(15), "{left:?}");
+        assert!(handed.is_held());
+        // The key really holds the lease: the waiter's own release succeeds, and
+        // the next acquisition's fencing token is larger still.
+        handed.release().await.unwrap();
+        let third = holder.acquire(name, &options).await.unwrap();
+        assert!(third.fencing_token().unwrap() > second_fence);
+        third.release().await.unwrap();
+    }
+}
+
+/// Handed over, the new holder's lease is really in Redis (not just believed):
+/// while it holds, nobody else gets in, and its heartbeat extends the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handed_lease_is_held_and_kept_alive() {
+    let server = RedisServer::start();
+    for (fair, name) in [(false, "kept-default"), (true, "kept-fair")] {
+        let options = LockOptions::new(Duration::from_millis(900)).fair(fair);
+        let holder = client(&server.url()).await;
+        let guard = holder.acquire(name, &options).await.unwrap();
+        let before_waiter = server.script_calls();
+        let waiter = client(&server.url()).await;
+        let waiting_options = options.clone();
+        let waiting = tokio::spawn(async move { waiter.acquire(name, &waiting_options).await });
+        until("the waiter queued twice (subscribed between)", || {
+            server.script_calls() == before_waiter + 2
+        })
+        .await;
+        guard.release().await.unwrap();
+        let handed = waiting.await.unwrap().unwrap();
+        // Three ttls later, kept by heartbeats: still ours, still exclusive.
+        tokio::time::sleep(Duration::from_millis(2_700)).await;
+        assert!(handed.is_held(), "{name}: the handed lease was kept alive");
+        let other = client(&server.url()).await;
+        let busy = other.acquire(name, &crate::try_once(900).fair(fair)).await;
+        assert!(busy.is_err(), "{name}: a second holder got in");
+        handed.release().await.unwrap();
+    }
+}
