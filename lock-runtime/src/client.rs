@@ -73,7 +73,48 @@ struct Inner {
     server: String,
     prefix: String,
     notices: Arc<Notices>,
+    contention: Contention,
     runtime: tokio::runtime::Handle,
+}
+
+/// Locks (by key) this client lately found busy or handed to a waiter: their first
+/// attempt skips the plain `SET NX` and goes straight to the script, which queues.
+#[derive(Debug, Default)]
+struct Contention(std::sync::Mutex<std::collections::HashMap<String, Instant>>);
+
+/// How long a lock counts as contended after it was last seen so.
+const CONTENTION_MEMORY: Duration = Duration::from_secs(1);
+/// Bound on the remembered locks (a few hundred KiB at most).
+const CONTENTION_CAPACITY: usize = 4096;
+
+impl Contention {
+    fn map(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Instant>> {
+        // Each mutation is one step: a poisoned map is still consistent.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn recent(&self, key: &str) -> bool {
+        self.map()
+            .get(key)
+            .is_some_and(|seen| seen.elapsed() < CONTENTION_MEMORY)
+    }
+
+    fn mark(&self, key: &str) {
+        let mut map = self.map();
+        if map.len() >= CONTENTION_CAPACITY && !map.contains_key(key) {
+            map.retain(|_, seen| seen.elapsed() < CONTENTION_MEMORY);
+            if map.len() >= CONTENTION_CAPACITY {
+                map.clear();
+            }
+        }
+        map.insert(key.to_owned(), Instant::now());
+    }
+
+    fn forget(&self, key: &str) {
+        self.map().remove(key);
+    }
 }
 
 impl std::fmt::Debug for LockClient {
@@ -234,6 +275,7 @@ impl LockClientBuilder {
                 server,
                 prefix: self.prefix,
                 notices,
+                contention: Contention::default(),
                 runtime,
             }),
         })
@@ -412,6 +454,7 @@ impl LockClient {
                     None
                 }
                 Attempt::Busy { holder_ttl } => {
+                    self.inner.contention.mark(&key);
                     let queued = deadline.is_some();
                     queued_by = queued.then_some((attempt_number, sent_at));
                     token.busy(queued);
@@ -591,6 +634,31 @@ impl LockClient {
         number: u64,
     ) -> Result<Attempt, LockError> {
         let mut connection = self.inner.connection.clone();
+        let redis_error = |source| LockError::Redis {
+            name: name.to_owned(),
+            action: "acquire",
+            source,
+        };
+        // A lock this client has not seen contended lately is most likely free:
+        // try a plain SET NX first, which is what the script would do then, at a
+        // fraction of the server's cost. Busy, fall through to the script (which
+        // queues us and reports the holder's ttl). Fencing and FIFO always need
+        // the script.
+        if number == 1 && !options.fair && !options.fencing && !self.inner.contention.recent(key) {
+            let set: Option<String> = redis::cmd("SET")
+                .arg(key)
+                .arg(token)
+                .arg("NX")
+                .arg("PX")
+                .arg(millis(options.ttl))
+                .query_async(&mut connection)
+                .await
+                .map_err(redis_error)?;
+            if set.is_some() {
+                return Ok(Attempt::Acquired { fence: None });
+            }
+            self.inner.contention.mark(key);
+        }
         let fence_lifetime = if options.fencing {
             millis(FENCE_KEY_LIFETIME.max(options.ttl.saturating_mul(2)))
         } else {
@@ -615,11 +683,7 @@ impl LockClient {
         let (acquired, value): (i64, i64) = invocation
             .invoke_async(&mut connection)
             .await
-            .map_err(|source| LockError::Redis {
-                name: name.to_owned(),
-                action: "acquire",
-                source,
-            })?;
+            .map_err(redis_error)?;
         Ok(if acquired == 1 {
             Attempt::Acquired {
                 fence: options.fencing.then_some(value as u64),
@@ -704,7 +768,12 @@ impl LockClient {
             .arg(token)
             .invoke_async(&mut connection)
             .await?;
-        Ok(released == 1)
+        match released {
+            2 => self.inner.contention.mark(key),
+            1 => self.inner.contention.forget(key),
+            _ => {}
+        }
+        Ok(released != 0)
     }
 
     /// Best-effort release of a token whose acquire outcome is unknown, or that may
@@ -965,7 +1034,10 @@ mod tests {
         assert_eq!(handed_over(handoff(3), None, &options), Handed::No);
         // A notice for an earlier attempt: that handoff came before our latest
         // attempt was queued (and its lease may be gone), so it is only a wake-up.
-        assert_eq!(handed_over(handoff(2), Some((3, now)), &options), Handed::No);
+        assert_eq!(
+            handed_over(handoff(2), Some((3, now)), &options),
+            Handed::No
+        );
         assert_eq!(
             handed_over(handoff(3), Some((3, now)), &options),
             Handed::Yes {
@@ -981,6 +1053,21 @@ mod tests {
             handed_over(handoff(3), Some((3, long_ago)), &options),
             Handed::Stale
         );
+    }
+
+    #[test]
+    fn contention_is_remembered_forgotten_and_bounded() {
+        let contention = Contention::default();
+        assert!(!contention.recent("lock:{a}"));
+        contention.mark("lock:{a}");
+        assert!(contention.recent("lock:{a}"));
+        contention.forget("lock:{a}");
+        assert!(!contention.recent("lock:{a}"));
+        for index in 0..CONTENTION_CAPACITY + 10 {
+            contention.mark(&format!("lock:{{{index}}}"));
+        }
+        assert!(contention.map().len() <= CONTENTION_CAPACITY);
+        assert!(contention.recent(&format!("lock:{{{}}}", CONTENTION_CAPACITY + 9)));
     }
 
     #[test]

@@ -103,8 +103,8 @@ return 0
 /// naming the waiter and the attempt of it that the handoff answers, so it can take
 /// the lease without another round trip, then `<token>:<ttl>` to the waiter now
 /// first in line, so it checks again when the handed lease would end (if the new
-/// holder died, it never releases); or deletes the key when nobody waits.
-/// Returns 1. Otherwise (the token is a waiter giving up, or a lease already lost)
+/// holder died, it never releases), and returns 2; or deletes the key when nobody
+/// waits, and returns 1. Otherwise (the token is a waiter giving up, or a lease already lost)
 /// the token leaves the queue, no lock is touched, and the result is 0; if the lock
 /// is free, the next waiter is woken (`<token>` alone) to try for it. Notices are
 /// sent with `pcall`: a user whose ACL denies the channel still releases (waiters
@@ -133,9 +133,9 @@ if next then
   if heir then
     redis.pcall('PUBLISH', heir_channel, heir .. ':' .. ttl)
   end
-else
-  redis.call('DEL', KEYS[1])
+  return 2
 end
+redis.call('DEL', KEYS[1])
 return 1
 "
     ))

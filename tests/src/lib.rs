@@ -261,24 +261,31 @@ impl RedisServer {
     }
 
     /// How many lock scripts (`EVALSHA`/`EVAL` calls: acquire, extend, release)
-    /// the server has run, i.e. lock requests.
+    /// the server has run.
     pub fn script_calls(&self) -> u64 {
+        self.command_calls("evalsha") + self.command_calls("eval")
+    }
+
+    /// How many times the server ran `command` (lower case) without an error,
+    /// counting the calls made from inside scripts too (Redis's `INFO
+    /// commandstats`; a script's first `EVALSHA` after a restart fails with
+    /// `NOSCRIPT` and is not counted).
+    pub fn command_calls(&self, command: &str) -> u64 {
         let info: String = redis::cmd("INFO")
             .arg("commandstats")
             .query(&mut self.connection())
             .expect("INFO commandstats");
+        let prefix = format!("cmdstat_{command}:");
+        let field = |stats: &str, name: &str| -> u64 {
+            stats
+                .split(',')
+                .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+                .and_then(|value| value.parse().ok())
+                .unwrap_or(0)
+        };
         info.lines()
-            .filter(|line| {
-                line.starts_with("cmdstat_evalsha:") || line.starts_with("cmdstat_eval:")
-            })
-            .filter_map(|line| {
-                line.split("calls=")
-                    .nth(1)?
-                    .split(',')
-                    .next()?
-                    .parse::<u64>()
-                    .ok()
-            })
+            .filter_map(|line| line.strip_prefix(&prefix))
+            .map(|stats| field(stats, "calls").saturating_sub(field(stats, "failed_calls")))
             .sum()
     }
 

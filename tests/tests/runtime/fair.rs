@@ -147,10 +147,7 @@ async fn killed_waiter(server: &RedisServer, name: &'static str, fair: bool) {
     until_queued(server, &holder, name, 1).await;
     let survivor = client(&server.url()).await;
     let wait = tokio::spawn(async move {
-        let guard = survivor
-            .acquire(name, &mode(fair, 10_000))
-            .await
-            .unwrap();
+        let guard = survivor.acquire(name, &mode(fair, 10_000)).await.unwrap();
         let acquired = Instant::now();
         guard.release().await.unwrap();
         acquired

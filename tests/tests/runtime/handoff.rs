@@ -15,7 +15,8 @@ async fn a_release_hands_the_lock_to_the_waiter_with_no_further_request() {
     let server = RedisServer::start();
     // Load the scripts first: a first use costs a NOSCRIPT round trip.
     let warm_up = client(&server.url()).await;
-    let guard = warm_up.acquire("warm-up", &crate::ttl(1_000)).await.unwrap();
+    let fenced = crate::ttl(1_000).fencing(true); // fencing: through the script
+    let guard = warm_up.acquire("warm-up", &fenced).await.unwrap();
     guard.release().await.unwrap();
     for (fair, name) in [(false, "handoff-default"), (true, "handoff-fair")] {
         let options = LockOptions::new(Duration::from_secs(30))
@@ -52,7 +53,10 @@ async fn a_release_hands_the_lock_to_the_waiter_with_no_further_request() {
         );
         assert!(acquired >= released);
         let second_fence = handed.fencing_token().unwrap();
-        assert!(second_fence > first_fence, "{second_fence} after {first_fence}");
+        assert!(
+            second_fence > first_fence,
+            "{second_fence} after {first_fence}"
+        );
         // The handed lease counts from before the handoff (the waiter's last
         // attempt), never from the notice.
         let left = handed.time_left().unwrap();

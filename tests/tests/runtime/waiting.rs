@@ -200,7 +200,11 @@ async fn waiters_that_give_up_leave_nothing_behind() {
         }));
     }
     until("six waiters queued", || {
-        names.iter().map(|name| queued(&server, &waiter, name)).sum::<i64>() == 6
+        names
+            .iter()
+            .map(|name| queued(&server, &waiter, name))
+            .sum::<i64>()
+            == 6
     })
     .await;
     assert_eq!(notice_channels(&server).len(), 1, "one channel per client");
@@ -211,7 +215,11 @@ async fn waiters_that_give_up_leave_nothing_behind() {
         ));
     }
     until("the waiters left the queues", || {
-        names.iter().map(|name| queued(&server, &waiter, name)).sum::<i64>() == 0
+        names
+            .iter()
+            .map(|name| queued(&server, &waiter, name))
+            .sum::<i64>()
+            == 0
     })
     .await;
     for guard in guards {
@@ -313,4 +321,41 @@ async fn a_release_wakes_one_local_waiter_not_all() {
     }
     let per_waiter = (server.script_calls() - before) as f64 / 50.0;
     assert!(per_waiter < 4.0, "{per_waiter:.1} requests per waiter");
+}
+
+/// An uncontended lock costs the server one plain `SET NX` and one release script;
+/// a lock this client just found contended goes straight to the script (which
+/// queues), not through a `SET NX` that would fail.
+#[tokio::test]
+async fn an_uncontended_lock_costs_a_set_and_a_script() {
+    let server = RedisServer::start();
+    let locks = client(&server.url()).await;
+    let scripts_before = server.script_calls();
+    for _ in 0..10 {
+        let guard = locks.acquire("quiet", &ttl(10_000)).await.unwrap();
+        guard.release().await.unwrap();
+    }
+    // Ten releases (plus the first one's NOSCRIPT fallback at most): no acquire
+    // went through the script.
+    assert!(server.script_calls() - scripts_before <= 11);
+
+    let holder = client(&server.url()).await;
+    let guard = holder.acquire("busy", &ttl(10_000)).await.unwrap();
+    let sets_before = server.command_calls("set");
+    let busy = locks.acquire("busy", &try_once(10_000)).await;
+    assert!(matches!(busy, Err(LockError::Busy { .. })), "{busy:?}");
+    // A plain SET NX, then the script's own SET NX.
+    assert_eq!(server.command_calls("set") - sets_before, 2);
+    let (sets_before, scripts_before) = (server.command_calls("set"), server.script_calls());
+    let busy = locks.acquire("busy", &try_once(10_000)).await;
+    assert!(matches!(busy, Err(LockError::Busy { .. })), "{busy:?}");
+    assert_eq!(
+        (
+            server.command_calls("set") - sets_before,
+            server.script_calls() - scripts_before
+        ),
+        (1, 1),
+        "a lock found busy a moment ago is tried by the script alone"
+    );
+    guard.release().await.unwrap();
 }
