@@ -382,7 +382,17 @@ impl LockClient {
             Wait::For(wait) => Some(started.checked_add(wait).unwrap_or(started + FOREVER)),
             Wait::Forever => Some(started + FOREVER),
         };
-        let mut subscription: Option<Subscription> = None;
+        // A waiter must be registered for notices before the attempt that queues it
+        // is sent, or a handoff answering that attempt could arrive unseen. For a
+        // lock this client saw contended a moment ago, register now if the channel
+        // is subscribed; otherwise the first busy attempt is followed by
+        // registering, subscribing, and a second attempt.
+        let mut subscription: Option<Subscription> =
+            if deadline.is_some() && self.inner.contention.recent(&key) {
+                self.inner.notices.register_if_subscribed(&token.token)
+            } else {
+                None
+            };
         let mut backoff = Backoff { next: POLL_FIRST };
         // The holder's remaining lease as last reported, and when.
         let mut last_holder_ttl: Option<(Duration, Instant)> = None;

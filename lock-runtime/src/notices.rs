@@ -103,6 +103,8 @@ pub(crate) struct Notices {
     /// False from a dropped pub/sub connection until the channel is confirmed
     /// subscribed again; waiters then poll at the shorter ceiling.
     healthy: Arc<AtomicBool>,
+    /// True once the channel's SUBSCRIBE was confirmed (it stays subscribed).
+    subscribed: AtomicBool,
     /// The pub/sub connection, made and subscribed on first need; `true` once the
     /// SUBSCRIBE was confirmed.
     connection: tokio::sync::Mutex<Option<(ConnectionManager, bool)>>,
@@ -151,6 +153,7 @@ impl Notices {
             runtime,
             registry: Arc::default(),
             healthy: Arc::new(AtomicBool::new(true)),
+            subscribed: AtomicBool::new(false),
             connection: tokio::sync::Mutex::new(None),
         }
     }
@@ -176,6 +179,17 @@ impl Notices {
         }
     }
 
+    /// A live registration for `token` if the channel is already subscribed (so
+    /// every notice naming the token from now on reaches it), else `None`.
+    pub(crate) fn register_if_subscribed(self: &Arc<Self>, token: &str) -> Option<Subscription> {
+        if !self.subscribed.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut subscription = self.register(token);
+        subscription.live = true;
+        Some(subscription)
+    }
+
     async fn ensure_subscribed(self: &Arc<Self>) -> bool {
         let mut connection = self.connection.lock().await;
         if connection.is_none() {
@@ -197,6 +211,7 @@ impl Notices {
         match tokio::time::timeout(self.connect_timeout, manager.subscribe(channel)).await {
             Ok(Ok(())) => {
                 *subscribed = true;
+                self.subscribed.store(true, Ordering::Release);
                 true
             }
             Ok(Err(error)) => {

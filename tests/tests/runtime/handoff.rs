@@ -2,6 +2,7 @@
 //! waiter, which takes it from the release notice without another request, with
 //! its lease counted from before the handoff and a larger fencing token.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use lock_runtime::LockOptions;
@@ -99,4 +100,53 @@ async fn a_handed_lease_is_held_and_kept_alive() {
         assert!(busy.is_err(), "{name}: a second holder got in");
         handed.release().await.unwrap();
     }
+}
+
+/// Two clients taking turns on one lock (each holds until the other is queued):
+/// each acquisition costs one release and one queued attempt, as the waiter
+/// registers for its notice before that attempt (no second attempt to cover a
+/// notice that might have been missed), and no plain `SET NX` is tried on a lock
+/// known to be contended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contended_loop_costs_two_requests_per_acquisition() {
+    let server = std::sync::Arc::new(RedisServer::start());
+    let options = LockOptions::new(Duration::from_secs(10));
+    let rounds = 30;
+    let finished = std::sync::Arc::new(AtomicU32::new(0));
+    let scripts_before = server.script_calls();
+    let mut tasks = Vec::new();
+    for _ in 0..2 {
+        let locks = client(&server.url()).await;
+        let options = options.clone();
+        let finished = std::sync::Arc::clone(&finished);
+        let server = std::sync::Arc::clone(&server);
+        tasks.push(tokio::spawn(async move {
+            let queue = format!("{}:queue", locks.key_for("pingpong"));
+            for round in 0..rounds {
+                let guard = locks.acquire("pingpong", &options).await.unwrap();
+                // Hold until the other client waits (unless it is done).
+                until("the other client queued", || {
+                    let queued: i64 = redis::cmd("ZCARD")
+                        .arg(&queue)
+                        .query(&mut server.connection())
+                        .unwrap();
+                    queued == 1 || finished.load(Ordering::SeqCst) == 1
+                })
+                .await;
+                if round + 1 == rounds {
+                    finished.fetch_add(1, Ordering::SeqCst);
+                }
+                guard.release().await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let per_acquisition = (server.script_calls() - scripts_before) as f64 / f64::from(2 * rounds);
+    // Without the early registration: three (release, attempt, attempt again).
+    assert!(
+        per_acquisition <= 2.2,
+        "{per_acquisition:.2} lock scripts per acquisition"
+    );
 }
