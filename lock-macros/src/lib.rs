@@ -97,8 +97,9 @@ use proc_macro::TokenStream;
 /// }
 /// ```
 ///
-/// `fair`: serve waiters in arrival order, each holder handing the lock directly to
-/// the next waiter (a FIFO queue in Redis). Every user of the lock must agree on it.
+/// `fair`: serve waiters strictly in arrival order (releases hand the lock to the
+/// longest-waiting waiter in both modes; the default also lets a newcomer take a
+/// lock it finds free ahead of the queue). Every user of the lock must agree on it.
 ///
 /// ```no_run
 /// # use lock_runtime::{LockError, redis_locked};

@@ -29,18 +29,18 @@ const POLL_CEILING: Duration = Duration::from_secs(1);
 /// or wakes when the holder's lease runs out (its PTTL), so polling is only a slow
 /// safety net.
 const POLL_CEILING_WITH_NOTICES: Duration = Duration::from_secs(5);
-/// How long a fence counter outlives the last acquisition that used it. Its loss is
-/// harmless (tokens have the server clock as a floor); the expiry stops one key per
-/// name from living forever.
 /// How long the attempt made at a wait's deadline may take to answer.
 const LAST_ATTEMPT_GRACE: Duration = Duration::from_millis(250);
 /// What `Wait::Forever` means in practice (as tokio's `Instant::far_future`).
 const FOREVER: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+/// How long a fence counter outlives the last acquisition that used it. Its loss is
+/// harmless (tokens have the server clock as a floor); the expiry stops one key per
+/// name from living forever.
 const FENCE_KEY_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// A handle on one Redis server for taking locks. Cheap to clone: clones share one
 /// multiplexed, reconnecting command connection, and one pub/sub connection
-/// (opened on first need) that wakes waiters when a lock is released.
+/// (opened on a first wait) on which releases hand locks to this client's waiters.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), lock_runtime::LockError> {

@@ -74,11 +74,12 @@ pub struct LockOptions {
     pub min_hold: Option<Duration>,
     /// What a scoped `run` does when the lease is lost mid-body.
     pub on_lost: OnLost,
-    /// Serve waiters in arrival order, handing the lock from each holder directly
-    /// to the next waiter (a FIFO queue in Redis). Each handoff costs the new holder
-    /// one more round trip (it confirms), but no waiter starves, a release wakes only
-    /// the next waiter, and a waiter costs Redis one request per ttl/3 to keep its
-    /// place. Every user of a lock must agree on this setting.
+    /// Serve waiters strictly in arrival order. In both modes a release hands the
+    /// lock directly to the longest-waiting live waiter (queued in Redis); the
+    /// default also lets a newcomer take a lock it finds free (after a holder's
+    /// lease ran out, say) ahead of the queue, where FIFO mode keeps it for the
+    /// first waiter. FIFO acquires always run the script (no plain `SET NX` first).
+    /// Every user of a lock must agree on this setting.
     pub fair: bool,
 }
 
