@@ -11,7 +11,6 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::print_stdout)]
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -216,22 +215,8 @@ impl Locker for Peer {
     }
 }
 
-/// Repeats a contended run and keeps the median of each figure.
-async fn contended_median<L, T, R>(
-    config: &Config,
-    workers: usize,
-    name: &str,
-    make: L,
-) -> Contended
-where
-    L: Fn(String) -> T,
-    T: std::future::Future<Output = R>,
-    R: Locker + Send + 'static,
-{
-    let mut runs = Vec::new();
-    for rep in 0..config.reps.min(3) {
-        runs.push(contended(config, workers, &format!("{name}:{rep}"), &make).await);
-    }
+/// The median of each figure over repeated runs (lost updates: their sum).
+fn summarize(runs: &[Contended]) -> Contended {
     let pick = |f: fn(&Contended) -> f64| median(&mut runs.iter().map(f).collect::<Vec<_>>());
     Contended {
         per_second: pick(|c| c.per_second),
@@ -444,62 +429,63 @@ async fn run(pin: bool) {
         "| contended (GET, SET+1) | workers | acquisitions/s | lost updates | fairness min/max | handoff p50 ms | handoff p99 ms |"
     );
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
-    let mut rows = HashMap::new();
+    // The three locks take turns within each repetition, and each throughput
+    // ratio is the median of the per-repetition ratios: the machine's drift
+    // between repetitions cancels out.
+    let mut ratio_lines = Vec::new();
     for workers in [4, 16, 64] {
-        let ours = contended_median(
-            &config,
-            workers,
-            &format!("bench:ours:{workers}"),
-            |url: String| async move {
-                Ours(
-                    LockClient::connect(&url).await.unwrap(),
-                    LockOptions::new(Duration::from_secs(30)),
-                )
-            },
-        )
-        .await;
-        let fifo = contended_median(
-            &config,
-            workers,
-            &format!("bench:fair:{workers}"),
-            |url: String| async move {
-                Ours(
-                    LockClient::connect(&url).await.unwrap(),
-                    LockOptions::new(Duration::from_secs(30)).fair(true),
-                )
-            },
-        )
-        .await;
-        let theirs = contended_median(
-            &config,
-            workers,
-            &format!("bench:peer:{workers}"),
-            |url: String| async move { Peer(rslock::LockManager::new(vec![url])) },
-        )
-        .await;
-        for (who, c) in [
-            ("lock-runtime", &ours),
-            ("lock-runtime fair", &fifo),
-            ("rslock", &theirs),
+        let ours = |url: String| async move {
+            Ours(
+                LockClient::connect(&url).await.unwrap(),
+                LockOptions::new(Duration::from_secs(30)),
+            )
+        };
+        let fifo = |url: String| async move {
+            Ours(
+                LockClient::connect(&url).await.unwrap(),
+                LockOptions::new(Duration::from_secs(30)).fair(true),
+            )
+        };
+        let theirs = |url: String| async move { Peer(rslock::LockManager::new(vec![url])) };
+        let (mut default_runs, mut fair_runs, mut peer_runs) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut default_ratios, mut fair_ratios) = (Vec::new(), Vec::new());
+        for rep in 0..config.reps {
+            let name = |who: &str| format!("bench:{who}:{workers}:{rep}");
+            let default = contended(&config, workers, &name("ours"), &ours).await;
+            let fair = contended(&config, workers, &name("fair"), &fifo).await;
+            let peer = contended(&config, workers, &name("peer"), &theirs).await;
+            default_ratios.push(default.per_second / peer.per_second);
+            fair_ratios.push(fair.per_second / peer.per_second);
+            default_runs.push(default);
+            fair_runs.push(fair);
+            peer_runs.push(peer);
+        }
+        for (who, runs) in [
+            ("lock-runtime", &default_runs),
+            ("lock-runtime fair", &fair_runs),
+            ("rslock", &peer_runs),
         ] {
+            let c = summarize(runs);
             println!(
                 "| {who} | {workers} | {:.0} | {} | {:.2} | {:.2} | {:.2} |",
                 c.per_second, c.lost_updates, c.fairness, c.handoff_p50_ms, c.handoff_p99_ms
             );
         }
-        rows.insert(
-            workers,
-            (ours.per_second, fifo.per_second, theirs.per_second),
-        );
+        let spread = |ratios: &[f64]| {
+            let low = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+            let high = ratios.iter().copied().fold(0.0, f64::max);
+            format!("{low:.2}–{high:.2}")
+        };
+        ratio_lines.push(format!(
+            "throughput ÷ rslock at W = {workers}: default {:.2} (reps {}), fair {:.2} (reps {})",
+            median(&mut default_ratios.clone()),
+            spread(&default_ratios),
+            median(&mut fair_ratios.clone()),
+            spread(&fair_ratios),
+        ));
     }
-    let mut rows: Vec<_> = rows.into_iter().collect();
-    rows.sort_by_key(|(workers, _)| *workers);
-    for (workers, (ours, fifo, theirs)) in rows {
-        println!(
-            "throughput ÷ rslock at W = {workers}: default {:.2}, fair {:.2}",
-            ours / theirs,
-            fifo / theirs
-        );
+    for line in ratio_lines {
+        println!("{line}");
     }
 
     scale(&config).await;
