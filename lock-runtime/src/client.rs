@@ -432,15 +432,17 @@ impl LockClient {
             // the key before its answer was lost.
             let holder_ttl = match outcome? {
                 Attempt::Acquired { fence } => {
-                    let guard = self.start_guard(
-                        name,
-                        token.settle(),
-                        fence,
-                        options,
-                        (sent_at, Instant::now()),
-                        &runtime,
-                    );
-                    if guard.is_held() {
+                    let valid_until =
+                        sent_at + options.ttl.saturating_sub(drift_allowance(options.ttl));
+                    if Instant::now() < valid_until {
+                        let guard = self.start_guard(
+                            name,
+                            token.settle(),
+                            fence,
+                            options,
+                            (sent_at, Instant::now()),
+                            &runtime,
+                        );
                         tracing::debug!(
                             lock = name,
                             fence,
@@ -450,13 +452,14 @@ impl LockClient {
                         return Ok(guard);
                     }
                     // The answer came back after the lease's local deadline: it may
-                    // already be someone else's. Give it back and try again with a
-                    // fresh token (the release in flight must not hit the new one).
+                    // already be someone else's. Give it back (the old token, still
+                    // armed, is released as it is replaced: a plain compare-and-
+                    // delete, no `min_hold`) and try again with a fresh token (the
+                    // release in flight must not hit the new one).
                     tracing::warn!(
                         lock = name,
                         "acquire answered after the lease's validity; retrying"
                     );
-                    drop(guard);
                     token = UnsettledToken::new(self, &key, name)?;
                     // Waiters are woken by their token: register the new one.
                     subscription = None;

@@ -20,8 +20,10 @@ pub(crate) async fn keep_alive(
     interval: Duration,
     max_hold: Option<Duration>,
 ) {
-    // A limit too far ahead to represent is no limit.
-    let hold_limit = max_hold.and_then(|max| lease.acquired_at.checked_add(max));
+    // Counted from when the lease was known to be ours (as `min_hold` is), not from
+    // the earlier send time its validity is counted from. A limit too far ahead to
+    // represent is no limit.
+    let hold_limit = max_hold.and_then(|max| lease.held_since.checked_add(max));
     let retry_after_error =
         (interval / 4).clamp(Duration::from_millis(1), Duration::from_millis(250));
     let mut next_beat = lease.acquired_at + interval;

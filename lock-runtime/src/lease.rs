@@ -23,10 +23,10 @@ pub(crate) struct Lease {
     pub(crate) fence: Option<u64>,
     pub(crate) ttl: Duration,
     /// When the request that won this lease was sent (the key's ttl started
-    /// later): validity, heartbeats and `max_hold` count from here.
+    /// later): validity and heartbeats count from here.
     pub(crate) acquired_at: Instant,
     /// When this process knew the lease was its own (the answer or handoff notice
-    /// came): `min_hold` counts from here.
+    /// came): `min_hold` and `max_hold` count from here.
     pub(crate) held_since: Instant,
     /// Local validity deadline: counted from when the last successful acquire or
     /// extend was *sent*, minus the drift allowance. Past it the lease is presumed

@@ -177,9 +177,14 @@ local function enqueue(token, place, ttl, attempt, life, channel)
   local deadline = now_ms() + tonumber(place)
   local entry = string.format('%.0f:%s:%s:%s:%s', deadline, ttl, attempt, life, channel)
   redis.call('HSET', KEYS[4], token, entry)
-  -- The queue outlives every deadline in it, then vanishes if nobody waits.
-  redis.call('PEXPIRE', KEYS[3], tonumber(place) * 2)
-  redis.call('PEXPIRE', KEYS[4], tonumber(place) * 2)
+  -- The queue outlives every deadline in it (a short-lived waiter never cuts it
+  -- short for the others), then vanishes if nobody waits.
+  local keep = tonumber(place) * 2
+  for i = 3, 4 do
+    if redis.call('PTTL', KEYS[i]) < keep then
+      redis.call('PEXPIRE', KEYS[i], keep)
+    end
+  end
 end
 -- The first waiter whose deadline has not passed (dropping the dead): its token,
 -- ttl, latest attempt, fence key lifetime and notice channel.

@@ -218,3 +218,49 @@ async fn fair_try_once_does_not_queue() {
         .unwrap();
     assert_eq!(exists, 0, "released with nobody waiting: deleted");
 }
+
+/// A waiter with a short ttl does not shorten the queue's life for the others: a
+/// long-ttl waiter keeps its place after the short one came and went.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_lived_waiter_does_not_expire_the_queue_for_the_others() {
+    let server = RedisServer::start();
+    for (fair, name) in [(false, "mixed-default"), (true, "mixed-fair")] {
+        let holder = client(&server.url()).await;
+        let guard = holder.acquire(name, &mode(fair, 10_000)).await.unwrap();
+        let patient = client(&server.url()).await;
+        let wait = tokio::spawn(async move {
+            patient
+                .acquire(name, &mode(fair, 10_000))
+                .await
+                .map(|guard| (Instant::now(), guard))
+        });
+        until_queued(&server, &holder, name, 1).await;
+        let brief = client(&server.url()).await;
+        let gave_up = brief
+            .acquire(
+                name,
+                &mode(fair, 100).wait(Wait::For(Duration::from_millis(50))),
+            )
+            .await;
+        assert!(
+            matches!(gave_up, Err(LockError::Timeout { .. })),
+            "{gave_up:?}"
+        );
+        // Past twice the brief waiter's place (2 × 100 ms): the queue must remain.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(
+            queued(&server, &holder, name),
+            1,
+            "{name}: the queue expired"
+        );
+        let released = Instant::now();
+        guard.release().await.unwrap();
+        let (acquired, handed) = wait.await.unwrap().unwrap();
+        assert!(
+            acquired - released < Duration::from_millis(500),
+            "{name}: handed over after {:?}",
+            acquired - released
+        );
+        handed.release().await.unwrap();
+    }
+}

@@ -150,3 +150,44 @@ async fn a_contended_loop_costs_two_requests_per_acquisition() {
         "{per_acquisition:.2} lock scripts per acquisition"
     );
 }
+
+/// `max_hold` counts from when the lease was handed over, not from the waiter's
+/// last queued attempt (which can be seconds earlier): a handed lease with a short
+/// `max_hold` is not lost on arrival.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_hold_counts_from_the_handoff() {
+    let server = RedisServer::start();
+    let options = LockOptions::new(Duration::from_secs(30)).max_hold(Duration::from_millis(800));
+    let holder = client(&server.url()).await;
+    let guard = holder
+        .acquire("brief", &LockOptions::new(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    let before_waiter = server.script_calls();
+    let waiter = client(&server.url()).await;
+    let waiting_options = options.clone();
+    let waiting = tokio::spawn(async move { waiter.acquire("brief", &waiting_options).await });
+    until("the waiter queued twice", || {
+        server.script_calls() == before_waiter + 2
+    })
+    .await;
+    // Queued for longer than max_hold (its next poll is 2.5 s or more away).
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    guard.release().await.unwrap();
+    let handed = waiting.await.unwrap().unwrap();
+    let early = tokio::time::timeout(Duration::from_millis(400), handed.lost()).await;
+    assert!(early.is_err(), "lost on arrival: {early:?}");
+    let lost = tokio::time::timeout(Duration::from_secs(3), handed.lost())
+        .await
+        .expect("max_hold still ends the hold");
+    assert!(
+        matches!(
+            lost,
+            lock_runtime::LockError::Lost {
+                reason: lock_runtime::LostReason::MaxHold,
+                ..
+            }
+        ),
+        "{lost}"
+    );
+}

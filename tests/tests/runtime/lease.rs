@@ -339,3 +339,30 @@ async fn the_lock_works_over_a_unix_socket() {
     let value = locks.run("unix", &ttl(1_000), async { 7 }).await.unwrap();
     assert_eq!(value, 7);
 }
+
+/// An acquire answered after its lease's local deadline (the server was paused
+/// with the request in flight) gives that token back at once, `min_hold` or not,
+/// and takes the lock with a fresh one: the stale token's key is not kept alive
+/// for `min_hold` with nobody holding it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acquire_answered_too_late_is_given_back_despite_min_hold() {
+    let server = RedisServer::start();
+    let locks = client(&server.url()).await;
+    let options = ttl(300).min_hold(Duration::from_secs(20));
+    server.pause();
+    let acquiring = tokio::spawn(async move {
+        let asked = Instant::now();
+        let guard = locks.acquire("late", &options).await;
+        (guard, asked.elapsed())
+    });
+    // Longer than the ttl: the answer will come too late to count.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    server.resume();
+    let (guard, took) = acquiring.await.unwrap();
+    let guard = guard.unwrap();
+    assert!(guard.is_held());
+    assert!(
+        took < Duration::from_secs(5),
+        "took {took:?}: the late token's key was kept for min_hold"
+    );
+}
