@@ -435,21 +435,15 @@ impl LockClient {
                     let valid_until =
                         sent_at + options.ttl.saturating_sub(drift_allowance(options.ttl));
                     if Instant::now() < valid_until {
-                        let guard = self.start_guard(
+                        return Ok(self.start_guard(
                             name,
                             token.settle(),
                             fence,
                             options,
-                            (sent_at, Instant::now()),
+                            (sent_at, started),
+                            "lock acquired",
                             &runtime,
-                        );
-                        tracing::debug!(
-                            lock = name,
-                            fence,
-                            waited_ms = started.elapsed().as_millis() as u64,
-                            "lock acquired"
-                        );
-                        return Ok(guard);
+                        ));
                     }
                     // The answer came back after the lease's local deadline: it may
                     // already be someone else's. Give it back (the old token, still
@@ -521,24 +515,18 @@ impl LockClient {
                 Handed::No => {}
                 // Confirm (and restart the lease) with the next attempt, at once.
                 Handed::Stale => {}
+                // Fresh (half a ttl left at least), so held; a scoped `run` checks
+                // again before its body starts.
                 Handed::Yes { fence, valid_from } => {
-                    let guard = self.start_guard(
+                    return Ok(self.start_guard(
                         name,
                         token.settle(),
                         options.fencing.then_some(fence),
                         options,
-                        (valid_from, Instant::now()),
+                        (valid_from, started),
+                        "lock handed over",
                         &runtime,
-                    );
-                    // Fresh (half a ttl left at least), so held; a scoped `run`
-                    // checks again before its body starts.
-                    tracing::debug!(
-                        lock = name,
-                        fence,
-                        waited_ms = started.elapsed().as_millis() as u64,
-                        "lock handed over"
-                    );
-                    return Ok(guard);
+                    ));
                 }
             }
         }
@@ -603,24 +591,35 @@ impl LockClient {
     }
 
     /// Starts the guard and heartbeat of a lease won by the request sent at
-    /// `valid_from` (its validity counts from then) and known to be ours at
-    /// `held_since`.
+    /// `valid_from` (its validity counts from then; `min_hold` and `max_hold` from
+    /// now) by an acquire that began at `started`, and logs `how` it came.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "private; each argument is one fact about the lease"
+    )]
     fn start_guard(
         &self,
         name: &str,
         (key, token): (String, String),
         fence: Option<u64>,
         options: &LockOptions,
-        (valid_from, held_since): (Instant, Instant),
+        (valid_from, started): (Instant, Instant),
+        how: &'static str,
         runtime: &tokio::runtime::Handle,
     ) -> LockGuard {
+        tracing::debug!(
+            lock = name,
+            fence,
+            waited_ms = started.elapsed().as_millis() as u64,
+            "{how}"
+        );
         let lease = Arc::new(Lease::new(
             name.to_owned(),
             key,
             token,
             fence,
             options.ttl,
-            (valid_from, held_since),
+            (valid_from, Instant::now()),
         ));
         let heartbeat = AbortOnDropHandle::new(runtime.spawn(keep_alive(
             self.clone(),

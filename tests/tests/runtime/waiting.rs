@@ -199,14 +199,13 @@ async fn waiters_that_give_up_leave_nothing_behind() {
                 .await
         }));
     }
-    until("six waiters queued", || {
+    let total_queued = || -> i64 {
         names
             .iter()
             .map(|name| queued(&server, &waiter, name))
-            .sum::<i64>()
-            == 6
-    })
-    .await;
+            .sum()
+    };
+    until("six waiters queued", || total_queued() == 6).await;
     assert_eq!(notice_channels(&server).len(), 1, "one channel per client");
     for wait in waits {
         assert!(matches!(
@@ -214,14 +213,7 @@ async fn waiters_that_give_up_leave_nothing_behind() {
             Err(LockError::Timeout { .. })
         ));
     }
-    until("the waiters left the queues", || {
-        names
-            .iter()
-            .map(|name| queued(&server, &waiter, name))
-            .sum::<i64>()
-            == 0
-    })
-    .await;
+    until("the waiters left the queues", || total_queued() == 0).await;
     for guard in guards {
         guard.release().await.unwrap();
     }
