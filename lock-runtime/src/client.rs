@@ -772,14 +772,19 @@ impl LockClient {
     /// take a waiting token out of the queue; `Ok(true)` if the token held the lock.
     async fn release_token(&self, key: &str, token: &str) -> redis::RedisResult<bool> {
         let mut connection = self.inner.connection.clone();
-        let released: i64 = scripts::RELEASE
+        let (released, own_notices): (i64, Vec<String>) = scripts::RELEASE
             .key(key)
             .key(format!("{key}:fence"))
             .key(queue_key(key))
             .key(waiters_key(key))
             .arg(token)
+            .arg(self.inner.notices.channel())
             .invoke_async(&mut connection)
             .await?;
+        // Notices for this client's own waiters, handed back instead of published.
+        for notice in &own_notices {
+            self.inner.notices.deliver_here(notice);
+        }
         match released {
             2 => self.inner.contention.mark(key),
             1 => self.inner.contention.forget(key),

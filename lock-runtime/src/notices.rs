@@ -163,6 +163,12 @@ impl Notices {
         &self.channel
     }
 
+    /// Delivers a notice for one of this client's waiters that a release made by
+    /// this client handed back instead of publishing it.
+    pub(crate) fn deliver_here(&self, payload: &str) {
+        deliver_payload(&self.registry, payload);
+    }
+
     /// Registers a waiter; [`Subscription::activate`] then makes sure the channel is
     /// subscribed. Registered first, so a waiter dropped while subscribing still
     /// unregisters. The waiter gets the notices naming its `token`, and a wake-up
@@ -312,6 +318,16 @@ fn wake_all(registry: &HashMap<String, watch::Sender<Woken>>) {
     }
 }
 
+/// Hands a notice to the waiter it names, if that waiter is still registered.
+fn deliver_payload(registry: &Registry, payload: &str) {
+    let Some((token, notice)) = parse_notice(payload) else {
+        return;
+    };
+    if let Some(signal) = lock_registry(registry).get(token) {
+        deliver(signal, notice);
+    }
+}
+
 /// Runs on the pub/sub connection's reader: hands a notice to the waiter it names,
 /// or wakes every waiter when the connection dropped.
 fn dispatch(registry: &Registry, push: PushInfo) {
@@ -321,13 +337,7 @@ fn dispatch(registry: &Registry, push: PushInfo) {
             let Some(Value::BulkString(payload)) = push.data.get(1) else {
                 return;
             };
-            let payload = String::from_utf8_lossy(payload);
-            let Some((token, notice)) = parse_notice(&payload) else {
-                return;
-            };
-            if let Some(signal) = lock_registry(registry).get(token) {
-                deliver(signal, notice);
-            }
+            deliver_payload(registry, &String::from_utf8_lossy(payload));
         }
         PushKind::Disconnection => wake_all(&lock_registry(registry)),
         _ => {}

@@ -94,8 +94,11 @@ return 0
 
 /// Release with direct handoff, or leave the wait queue; either mode.
 ///
-/// KEYS as [`ACQUIRE`]; ARGV\[1\] token. Notices go to each waiter's own client's
-/// channel, recorded with its place in the queue.
+/// KEYS as [`ACQUIRE`]; ARGV\[1\] token, ARGV\[2\] the releasing client's notice
+/// channel. Notices go to each waiter's own client's channel, recorded with its
+/// place in the queue; those for the releasing client itself are not published but
+/// returned, for it to deliver in-process (a handoff between two tasks of one
+/// process costs no message).
 ///
 /// When the key holds the token: hands the lock to the first live queued waiter
 /// (the key now holds that waiter's token for the waiter's ttl, with a fresh
@@ -103,40 +106,49 @@ return 0
 /// naming the waiter and the attempt of it that the handoff answers, so it can take
 /// the lease without another round trip, then `<token>:<ttl>` to the waiter now
 /// first in line, so it checks again when the handed lease would end (if the new
-/// holder died, it never releases), and returns 2; or deletes the key when nobody
-/// waits, and returns 1. Otherwise (the token is a waiter giving up, or a lease already lost)
+/// holder died, it never releases), and returns `{2, local notices}`; or deletes
+/// the key when nobody waits, and returns `{1, {}}`. Otherwise (the token is a waiter giving up, or a lease already lost)
 /// the token leaves the queue, no lock is touched, and the result is 0; if the lock
-/// is free, the next waiter is woken (`<token>` alone) to try for it. Notices are
+/// is free, the next waiter is woken (`<token>` alone) to try for it; the result
+/// is then `{0, local notices}`. Notices are
 /// sent with `pcall`: a user whose ACL denies the channel still releases (waiters
 /// then poll).
 pub(crate) static RELEASE: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(&format!(
         "{SHARED_FUNCTIONS}{}",
         r"
+local own = {}
+local function notify(channel, payload)
+  if channel == ARGV[2] then
+    table.insert(own, payload)
+  else
+    redis.pcall('PUBLISH', channel, payload)
+  end
+end
 local owner = redis.call('GET', KEYS[1])
 if owner ~= ARGV[1] then
   leave(ARGV[1])
   if not owner then
     local next, _, _, _, channel = first_live()
     if next then
-      redis.pcall('PUBLISH', channel, next)
+      notify(channel, next)
     end
   end
-  return 0
+  return {0, own}
 end
 local next, ttl, attempt, life, channel = first_live()
 if next then
   leave(next)
   redis.call('SET', KEYS[1], next, 'PX', ttl)
-  redis.pcall('PUBLISH', channel, string.format('%s:%s:%.0f', next, attempt, fence(life)))
+  notify(channel, string.format('%s:%s:%.0f', next, attempt, fence(life)))
   local heir, _, _, _, heir_channel = first_live()
   if heir then
-    redis.pcall('PUBLISH', heir_channel, heir .. ':' .. ttl)
+    notify(heir_channel, heir .. ':' .. ttl)
   end
-  return 2
+  return {2, own}
 end
 redis.call('DEL', KEYS[1])
-return 1
+return {1, own}
 "
     ))
 });

@@ -43,7 +43,8 @@ async fn a_release_hands_the_lock_to_the_waiter_with_no_further_request() {
         })
         .await;
 
-        let before_release = server.script_calls();
+        let (before_release, publishes_before) =
+            (server.script_calls(), server.command_calls("publish"));
         let released = Instant::now();
         guard.release().await.unwrap();
         let (asked, acquired, handed) = waiting.await.unwrap();
@@ -52,6 +53,7 @@ async fn a_release_hands_the_lock_to_the_waiter_with_no_further_request() {
             1,
             "{name}: the release was the only request; the waiter took the lock from the notice"
         );
+        assert_eq!(server.command_calls("publish") - publishes_before, 1);
         assert!(acquired >= released);
         let second_fence = handed.fencing_token().unwrap();
         assert!(
@@ -190,4 +192,45 @@ async fn max_hold_counts_from_the_handoff() {
         ),
         "{lost}"
     );
+}
+
+/// Between two tasks of one client the handoff notice does not travel through
+/// Redis: the release hands it back to the releasing client, which delivers it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handoff_within_one_client_publishes_nothing() {
+    let server = RedisServer::start();
+    for (fair, name) in [(false, "local-default"), (true, "local-fair")] {
+        let options = LockOptions::new(Duration::from_secs(30)).fair(fair);
+        let locks = client(&server.url()).await;
+        let guard = locks.acquire(name, &options).await.unwrap();
+        let before_waiters = server.script_calls();
+        let mut waiting = Vec::new();
+        for _ in 0..2 {
+            let locks = locks.clone();
+            let options = options.clone();
+            waiting.push(tokio::spawn(async move {
+                let guard = locks.acquire(name, &options).await.unwrap();
+                guard.release().await.unwrap();
+            }));
+            // One at a time, so the second queues behind the first. The first
+            // queues, subscribes the client's channel and queues again; the
+            // second, on a lock the client now knows is contended, queues once.
+            let expected = before_waiters + [2, 3][waiting.len() - 1];
+            until("the waiter queued", || server.script_calls() == expected).await;
+        }
+        let (scripts_before, publishes_before) =
+            (server.script_calls(), server.command_calls("publish"));
+        guard.release().await.unwrap();
+        for task in waiting {
+            task.await.unwrap();
+        }
+        // Three releases (ours, then each waiter's), each handing over or freeing
+        // the lock; no other request, and no message through Redis.
+        assert_eq!(server.script_calls() - scripts_before, 3, "{name}");
+        assert_eq!(
+            server.command_calls("publish") - publishes_before,
+            0,
+            "{name}: handoffs and heads-ups stayed in the process"
+        );
+    }
 }
