@@ -227,6 +227,66 @@ fn summarize(runs: &[Contended]) -> Contended {
     }
 }
 
+/// Runs the default mode, FIFO mode and rslock in turn, `config.reps` times, with
+/// `workers` workers each; prints their rows and returns the throughput ratios.
+async fn compare<A, B, C, TA, TB, TC, RA, RB, RC>(
+    config: &Config,
+    workers: usize,
+    setting: &str,
+    ours: A,
+    fifo: B,
+    peer: C,
+) -> String
+where
+    A: Fn(String) -> TA,
+    B: Fn(String) -> TB,
+    C: Fn(String) -> TC,
+    TA: std::future::Future<Output = RA>,
+    TB: std::future::Future<Output = RB>,
+    TC: std::future::Future<Output = RC>,
+    RA: Locker + Send + 'static,
+    RB: Locker + Send + 'static,
+    RC: Locker + Send + 'static,
+{
+    let (mut default_runs, mut fair_runs, mut peer_runs) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut default_ratios, mut fair_ratios) = (Vec::new(), Vec::new());
+    let tag = if setting.is_empty() { "own" } else { "shared" };
+    for rep in 0..config.reps {
+        let name = |who: &str| format!("bench:{who}:{tag}:{workers}:{rep}");
+        let default = contended(config, workers, &name("ours"), &ours).await;
+        let fair = contended(config, workers, &name("fair"), &fifo).await;
+        let theirs = contended(config, workers, &name("peer"), &peer).await;
+        default_ratios.push(default.per_second / theirs.per_second);
+        fair_ratios.push(fair.per_second / theirs.per_second);
+        default_runs.push(default);
+        fair_runs.push(fair);
+        peer_runs.push(theirs);
+    }
+    for (who, runs) in [
+        ("lock-runtime", &default_runs),
+        ("lock-runtime fair", &fair_runs),
+        ("rslock", &peer_runs),
+    ] {
+        let c = summarize(runs);
+        println!(
+            "| {who}{setting} | {workers} | {:.0} | {} | {:.2} | {:.2} | {:.2} |",
+            c.per_second, c.lost_updates, c.fairness, c.handoff_p50_ms, c.handoff_p99_ms
+        );
+    }
+    let spread = |ratios: &[f64]| {
+        let low = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+        let high = ratios.iter().copied().fold(0.0, f64::max);
+        format!("{low:.2}–{high:.2}")
+    };
+    format!(
+        "throughput ÷ rslock at W = {workers}{setting}: default {:.2} (reps {}), fair {:.2} (reps {})",
+        median(&mut default_ratios.clone()),
+        spread(&default_ratios),
+        median(&mut fair_ratios.clone()),
+        spread(&fair_ratios),
+    )
+}
+
 /// CPU seconds this process has used.
 fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
@@ -431,58 +491,51 @@ async fn run(pin: bool) {
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     // The three locks take turns within each repetition, and each throughput
     // ratio is the median of the per-repetition ratios: the machine's drift
-    // between repetitions cancels out.
+    // between repetitions cancels out. First each worker with its own client
+    // (connections), then all workers of the process sharing one client, as an
+    // application would.
+    let options = LockOptions::new(Duration::from_secs(30));
     let mut ratio_lines = Vec::new();
     for workers in [4, 16, 64] {
-        let ours = |url: String| async move {
-            Ours(
-                LockClient::connect(&url).await.unwrap(),
-                LockOptions::new(Duration::from_secs(30)),
-            )
-        };
-        let fifo = |url: String| async move {
-            Ours(
-                LockClient::connect(&url).await.unwrap(),
-                LockOptions::new(Duration::from_secs(30)).fair(true),
-            )
-        };
-        let theirs = |url: String| async move { Peer(rslock::LockManager::new(vec![url])) };
-        let (mut default_runs, mut fair_runs, mut peer_runs) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut default_ratios, mut fair_ratios) = (Vec::new(), Vec::new());
-        for rep in 0..config.reps {
-            let name = |who: &str| format!("bench:{who}:{workers}:{rep}");
-            let default = contended(&config, workers, &name("ours"), &ours).await;
-            let fair = contended(&config, workers, &name("fair"), &fifo).await;
-            let peer = contended(&config, workers, &name("peer"), &theirs).await;
-            default_ratios.push(default.per_second / peer.per_second);
-            fair_ratios.push(fair.per_second / peer.per_second);
-            default_runs.push(default);
-            fair_runs.push(fair);
-            peer_runs.push(peer);
-        }
-        for (who, runs) in [
-            ("lock-runtime", &default_runs),
-            ("lock-runtime fair", &fair_runs),
-            ("rslock", &peer_runs),
-        ] {
-            let c = summarize(runs);
-            println!(
-                "| {who} | {workers} | {:.0} | {} | {:.2} | {:.2} | {:.2} |",
-                c.per_second, c.lost_updates, c.fairness, c.handoff_p50_ms, c.handoff_p99_ms
-            );
-        }
-        let spread = |ratios: &[f64]| {
-            let low = ratios.iter().copied().fold(f64::INFINITY, f64::min);
-            let high = ratios.iter().copied().fold(0.0, f64::max);
-            format!("{low:.2}–{high:.2}")
-        };
-        ratio_lines.push(format!(
-            "throughput ÷ rslock at W = {workers}: default {:.2} (reps {}), fair {:.2} (reps {})",
-            median(&mut default_ratios.clone()),
-            spread(&default_ratios),
-            median(&mut fair_ratios.clone()),
-            spread(&fair_ratios),
-        ));
+        let line = compare(
+            &config,
+            workers,
+            "",
+            |url: String| {
+                let options = options.clone();
+                async move { Ours(LockClient::connect(&url).await.unwrap(), options) }
+            },
+            |url: String| {
+                let options = options.clone().fair(true);
+                async move { Ours(LockClient::connect(&url).await.unwrap(), options) }
+            },
+            |url: String| async move { Peer(rslock::LockManager::new(vec![url])) },
+        )
+        .await;
+        ratio_lines.push(line);
+    }
+    let shared = LockClient::connect(&config.url).await.unwrap();
+    let shared_peer = rslock::LockManager::new(vec![config.url.clone()]);
+    for workers in [16, 64] {
+        let line = compare(
+            &config,
+            workers,
+            ", one client",
+            |_| {
+                let (client, options) = (shared.clone(), options.clone());
+                async move { Ours(client, options) }
+            },
+            |_| {
+                let (client, options) = (shared.clone(), options.clone().fair(true));
+                async move { Ours(client, options) }
+            },
+            |_| {
+                let manager = shared_peer.clone();
+                async move { Peer(manager) }
+            },
+        )
+        .await;
+        ratio_lines.push(line);
     }
     for line in ratio_lines {
         println!("{line}");
