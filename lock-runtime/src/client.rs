@@ -22,10 +22,10 @@ pub const MAX_NAME_LEN: usize = 1024;
 /// The key prefix used when none is configured.
 pub const DEFAULT_PREFIX: &str = "lock:";
 
-/// First and largest pause between attempts of a waiter that got no release notice.
+/// First and largest pause between attempts of a waiter without live notices.
 const POLL_FIRST: Duration = Duration::from_millis(10);
 const POLL_CEILING: Duration = Duration::from_secs(1);
-/// With release notices live, a waiter is handed the lock or woken by the notice,
+/// With notices live, a waiter is handed the lock or woken by the notice,
 /// or wakes when the holder's lease runs out (its PTTL), so polling is only a slow
 /// safety net.
 const POLL_CEILING_WITH_NOTICES: Duration = Duration::from_secs(5);

@@ -91,9 +91,10 @@ impl LockGuard {
         }
     }
 
-    /// Stops the heartbeat and releases the lease (compare-and-delete, then a notice
-    /// that wakes waiters). With `min_hold`, an early release leaves the key to
-    /// expire at acquisition + `min_hold` instead.
+    /// Stops the heartbeat and releases the lease: compare-and-delete, or, when
+    /// someone waits, a direct handoff to the longest-waiting waiter. With
+    /// `min_hold`, an early release leaves the key to expire at acquisition +
+    /// `min_hold` instead.
     ///
     /// Returns [`LockError::Lost`] if the lease was already lost: whatever was done
     /// under it may have overlapped with another holder.
