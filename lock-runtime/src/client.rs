@@ -772,6 +772,13 @@ impl LockClient {
     /// take a waiting token out of the queue; `Ok(true)` if the token held the lock.
     async fn release_token(&self, key: &str, token: &str) -> redis::RedisResult<bool> {
         let mut connection = self.inner.connection.clone();
+        // Notices for this client's own waiters come back in the reply: if it is
+        // lost (an error, or this future dropped mid-request), wake them all, to
+        // find out with a request each whether the lock is now theirs.
+        let mut reply = ReplyPending {
+            notices: &self.inner.notices,
+            answered: false,
+        };
         let (released, own_notices): (i64, Vec<String>) = scripts::RELEASE
             .key(key)
             .key(format!("{key}:fence"))
@@ -781,6 +788,7 @@ impl LockClient {
             .arg(self.inner.notices.channel())
             .invoke_async(&mut connection)
             .await?;
+        reply.answered = true;
         // Notices for this client's own waiters, handed back instead of published.
         for notice in &own_notices {
             self.inner.notices.deliver_here(notice);
@@ -847,6 +855,21 @@ impl Drop for UnsettledToken {
                 std::mem::take(&mut self.key),
                 std::mem::take(&mut self.token),
             );
+        }
+    }
+}
+
+/// Armed while a release's reply is outstanding; dropped unanswered, wakes the
+/// client's waiters (see `release_token`).
+struct ReplyPending<'a> {
+    notices: &'a Notices,
+    answered: bool,
+}
+
+impl Drop for ReplyPending<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.notices.wake_all_here();
         }
     }
 }

@@ -65,7 +65,14 @@ fn deliver(signal: &watch::Sender<Woken>, notice: Notice) {
         Notice::Wake => woken.wakes = woken.wakes.wrapping_add(1),
         Notice::Handoff(handoff) => {
             woken.wakes = woken.wakes.wrapping_add(1);
-            woken.handoff = Some(handoff);
+            // Notices can arrive out of order (a local one is delivered when its
+            // releasing task runs): keep the handoff of the latest attempt.
+            if woken
+                .handoff
+                .is_none_or(|kept| kept.attempt <= handoff.attempt)
+            {
+                woken.handoff = Some(handoff);
+            }
         }
         Notice::HeadsUp { ttl } => {
             // A millisecond late, so the check finds the lease gone.
@@ -167,6 +174,12 @@ impl Notices {
     /// this client handed back instead of publishing it.
     pub(crate) fn deliver_here(&self, payload: &str) {
         deliver_payload(&self.registry, payload);
+    }
+
+    /// Wakes every waiter of this client: a release whose reply was lost (an
+    /// error, or its caller stopped waiting) may have carried notices for them.
+    pub(crate) fn wake_all_here(&self) {
+        wake_all(&lock_registry(&self.registry));
     }
 
     /// Registers a waiter; [`Subscription::activate`] then makes sure the channel is

@@ -234,3 +234,42 @@ async fn a_handoff_within_one_client_publishes_nothing() {
         );
     }
 }
+
+/// A release whose caller stops waiting for the reply (here: a timeout while the
+/// server is paused; the server runs it afterwards) still hands the lock on, and
+/// the waiter in the same client, whose notice was in that reply, is woken to find
+/// the lock is its own, not left to its next poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_cut_short_still_wakes_the_local_waiter() {
+    let server = RedisServer::start();
+    let options = LockOptions::new(Duration::from_secs(30));
+    let locks = client(&server.url()).await;
+    // Load the release script: a first EVALSHA would only get NOSCRIPT.
+    let warm_up = locks.acquire("warm-up", &options).await.unwrap();
+    warm_up.release().await.unwrap();
+    let guard = locks.acquire("cut-short", &options).await.unwrap();
+    let before_waiter = server.script_calls();
+    let waiter = locks.clone();
+    let waiting_options = options.clone();
+    let waiting = tokio::spawn(async move {
+        let guard = waiter.acquire("cut-short", &waiting_options).await.unwrap();
+        (Instant::now(), guard)
+    });
+    until("the waiter queued twice", || {
+        server.script_calls() == before_waiter + 2
+    })
+    .await;
+    server.pause();
+    let cut = tokio::time::timeout(Duration::from_millis(200), guard.release()).await;
+    assert!(cut.is_err(), "the release cannot finish on a paused server");
+    server.resume();
+    let resumed = Instant::now();
+    let (acquired, handed) = waiting.await.unwrap();
+    assert!(
+        acquired - resumed < Duration::from_millis(1_000),
+        "the waiter got the lock {:?} after the server resumed",
+        acquired - resumed
+    );
+    assert!(handed.is_held());
+    handed.release().await.unwrap();
+}
