@@ -5,11 +5,39 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use lock_runtime::LockOptions;
+use lock_runtime::{LockClient, LockGuard, LockOptions};
 use tests::RedisServer;
 use tokio::time::Instant;
 
 use crate::{client, until};
+
+/// A waiter's acquire, started in a task: when it asked, when it got the lock, and
+/// the guard.
+type Waiting = tokio::task::JoinHandle<(Instant, Instant, LockGuard)>;
+
+/// Starts `locks.acquire(name, options)` in a task, and returns once the waiter
+/// only waits for a notice: it has queued (first attempt), subscribed its client's
+/// notice channel, and queued again (second attempt, made once subscribed), as a
+/// waiter does on a lock its client has not seen contended.
+async fn queued_waiter(
+    server: &RedisServer,
+    locks: LockClient,
+    name: &'static str,
+    options: &LockOptions,
+) -> Waiting {
+    let before = server.script_calls();
+    let options = options.clone();
+    let waiting = tokio::spawn(async move {
+        let asked = Instant::now();
+        let guard = locks.acquire(name, &options).await.unwrap();
+        (asked, Instant::now(), guard)
+    });
+    until("the waiter queued twice", || {
+        server.script_calls() == before + 2
+    })
+    .await;
+    waiting
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_release_hands_the_lock_to_the_waiter_with_no_further_request() {
@@ -27,21 +55,7 @@ async fn a_release_hands_the_lock_to_the_waiter_with_no_further_request() {
         let guard = holder.acquire(name, &options).await.unwrap();
         let first_fence = guard.fencing_token().unwrap();
 
-        let before_waiter = server.script_calls();
-        let waiter = client(&server.url()).await;
-        let waiting_options = options.clone();
-        let waiting = tokio::spawn(async move {
-            let asked = Instant::now();
-            let guard = waiter.acquire(name, &waiting_options).await.unwrap();
-            (asked, Instant::now(), guard)
-        });
-        // The waiter queues (first attempt), subscribes to its client's notice
-        // channel, and queues again (second attempt, made once subscribed): then
-        // it only waits for the notice.
-        until("the waiter made two attempts and subscribed", || {
-            server.script_calls() == before_waiter + 2
-        })
-        .await;
+        let waiting = queued_waiter(&server, client(&server.url()).await, name, &options).await;
 
         let (before_release, publishes_before) =
             (server.script_calls(), server.command_calls("publish"));
@@ -84,16 +98,9 @@ async fn a_handed_lease_is_held_and_kept_alive() {
         let options = LockOptions::new(Duration::from_millis(900)).fair(fair);
         let holder = client(&server.url()).await;
         let guard = holder.acquire(name, &options).await.unwrap();
-        let before_waiter = server.script_calls();
-        let waiter = client(&server.url()).await;
-        let waiting_options = options.clone();
-        let waiting = tokio::spawn(async move { waiter.acquire(name, &waiting_options).await });
-        until("the waiter queued twice (subscribed between)", || {
-            server.script_calls() == before_waiter + 2
-        })
-        .await;
+        let waiting = queued_waiter(&server, client(&server.url()).await, name, &options).await;
         guard.release().await.unwrap();
-        let handed = waiting.await.unwrap().unwrap();
+        let (_, _, handed) = waiting.await.unwrap();
         // Three ttls later, kept by heartbeats: still ours, still exclusive.
         tokio::time::sleep(Duration::from_millis(2_700)).await;
         assert!(handed.is_held(), "{name}: the handed lease was kept alive");
@@ -165,18 +172,11 @@ async fn max_hold_counts_from_the_handoff() {
         .acquire("brief", &LockOptions::new(Duration::from_secs(30)))
         .await
         .unwrap();
-    let before_waiter = server.script_calls();
-    let waiter = client(&server.url()).await;
-    let waiting_options = options.clone();
-    let waiting = tokio::spawn(async move { waiter.acquire("brief", &waiting_options).await });
-    until("the waiter queued twice", || {
-        server.script_calls() == before_waiter + 2
-    })
-    .await;
+    let waiting = queued_waiter(&server, client(&server.url()).await, "brief", &options).await;
     // Queued for longer than max_hold (its next poll is 2.5 s or more away).
     tokio::time::sleep(Duration::from_millis(1_200)).await;
     guard.release().await.unwrap();
-    let handed = waiting.await.unwrap().unwrap();
+    let (_, _, handed) = waiting.await.unwrap();
     let early = tokio::time::timeout(Duration::from_millis(400), handed.lost()).await;
     assert!(early.is_err(), "lost on arrival: {early:?}");
     let lost = tokio::time::timeout(Duration::from_secs(3), handed.lost())
@@ -248,23 +248,13 @@ async fn a_release_cut_short_still_wakes_the_local_waiter() {
     let warm_up = locks.acquire("warm-up", &options).await.unwrap();
     warm_up.release().await.unwrap();
     let guard = locks.acquire("cut-short", &options).await.unwrap();
-    let before_waiter = server.script_calls();
-    let waiter = locks.clone();
-    let waiting_options = options.clone();
-    let waiting = tokio::spawn(async move {
-        let guard = waiter.acquire("cut-short", &waiting_options).await.unwrap();
-        (Instant::now(), guard)
-    });
-    until("the waiter queued twice", || {
-        server.script_calls() == before_waiter + 2
-    })
-    .await;
+    let waiting = queued_waiter(&server, locks.clone(), "cut-short", &options).await;
     server.pause();
     let cut = tokio::time::timeout(Duration::from_millis(200), guard.release()).await;
     assert!(cut.is_err(), "the release cannot finish on a paused server");
     server.resume();
     let resumed = Instant::now();
-    let (acquired, handed) = waiting.await.unwrap();
+    let (_, acquired, handed) = waiting.await.unwrap();
     assert!(
         acquired - resumed < Duration::from_millis(1_000),
         "the waiter got the lock {:?} after the server resumed",
