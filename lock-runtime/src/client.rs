@@ -11,7 +11,7 @@ use tokio_util::task::AbortOnDropHandle;
 
 use crate::guard::{LockGuard, LockHandle};
 use crate::heartbeat::keep_alive;
-use crate::lease::{Lease, drift_allowance};
+use crate::lease::{Lease, valid_until};
 use crate::notices::{Handoff, Notices, Subscription};
 use crate::token::{jitter, new_token};
 use crate::{LockError, LockOptions, LostReason, OnLost, Wait, scripts};
@@ -432,9 +432,7 @@ impl LockClient {
             // the key before its answer was lost.
             let holder_ttl = match outcome? {
                 Attempt::Acquired { fence } => {
-                    let valid_until =
-                        sent_at + options.ttl.saturating_sub(drift_allowance(options.ttl));
-                    if Instant::now() < valid_until {
+                    if Instant::now() < valid_until(sent_at, options.ttl) {
                         return Ok(self.start_guard(
                             name,
                             token.settle(),
@@ -906,8 +904,7 @@ fn handed_over(
     if handoff.attempt != attempt {
         return Handed::No;
     }
-    let valid_until = sent_at + options.ttl.saturating_sub(drift_allowance(options.ttl));
-    match valid_until.checked_duration_since(Instant::now()) {
+    match valid_until(sent_at, options.ttl).checked_duration_since(Instant::now()) {
         Some(left) if left >= options.ttl / 2 => Handed::Yes {
             fence: handoff.fence,
             valid_from: sent_at,

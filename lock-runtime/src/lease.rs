@@ -15,6 +15,13 @@ pub(crate) fn drift_allowance(ttl: Duration) -> Duration {
     ttl / 100 + Duration::from_millis(2)
 }
 
+/// Until when a lease of `ttl` won (or extended) by a request sent at `sent` is
+/// certainly still valid: the key's ttl started after `sent`, and the holder gives
+/// up the drift allowance.
+pub(crate) fn valid_until(sent: Instant, ttl: Duration) -> Instant {
+    sent + ttl.saturating_sub(drift_allowance(ttl))
+}
+
 #[derive(Debug)]
 pub(crate) struct Lease {
     pub(crate) name: String,
@@ -55,7 +62,7 @@ impl Lease {
             ttl,
             acquired_at,
             held_since,
-            valid_until: Mutex::new(acquired_at + ttl.saturating_sub(drift_allowance(ttl))),
+            valid_until: Mutex::new(valid_until(acquired_at, ttl)),
             released: AtomicBool::new(false),
             lost: CancellationToken::new(),
             lost_reason: OnceLock::new(),
@@ -71,7 +78,7 @@ impl Lease {
 
     /// Records a confirmed extend that was sent at `sent_at`.
     pub(crate) fn extended(&self, sent_at: Instant) {
-        let until = sent_at + self.ttl.saturating_sub(drift_allowance(self.ttl));
+        let until = valid_until(sent_at, self.ttl);
         let mut valid_until = self
             .valid_until
             .lock()
