@@ -6,6 +6,7 @@
 //! cargo bench -p tests --bench locks                  # own redis-server, 5 reps
 //! BENCH_PIN=1 cargo bench -p tests --bench locks      # server on core 0, clients on core 1
 //! BENCH_QUICK=1 cargo bench -p tests --bench locks    # fewer, shorter reps
+//! BENCH_ONLY=contended cargo bench ...                 # parts: uncontended, contended, scale
 //! BENCH_REDIS_URL=redis://host:6379 cargo bench ...   # an existing server (keys bench:*)
 //! ```
 
@@ -90,6 +91,9 @@ struct Contended {
     fairness: f64,
     handoff_p50_ms: f64,
     handoff_p99_ms: f64,
+    /// CPU time per acquisition, µs: this process (all clients) and the server.
+    client_cpu_us: f64,
+    server_cpu_us: f64,
 }
 
 /// `workers` tasks take one lock in a loop; the critical section is GET then SET+1.
@@ -109,6 +113,8 @@ where
         .await
         .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
+    let server_before = server_cpu_seconds(&mut data).await;
+    let client_before = cpu_seconds();
     let base = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..workers {
@@ -142,6 +148,8 @@ where
     }
     tokio::time::sleep(config.contended_for).await;
     stop.store(true, Ordering::Relaxed);
+    let client_cpu = cpu_seconds() - client_before;
+    let server_cpu = server_cpu_seconds(&mut data).await - server_before;
     let window = config.contended_for;
     let mut all = Vec::new();
     let mut per_worker = Vec::new();
@@ -178,7 +186,22 @@ where
         fairness: if max > 0.0 { min / max } else { 0.0 },
         handoff_p50_ms: percentile(&handoffs, 0.50),
         handoff_p99_ms: percentile(&handoffs, 0.99),
+        client_cpu_us: client_cpu * 1e6 / in_window,
+        server_cpu_us: server_cpu * 1e6 / in_window,
     }
+}
+
+/// CPU seconds the server has used (`INFO cpu`), to say where the time goes.
+async fn server_cpu_seconds(data: &mut redis::aio::MultiplexedConnection) -> f64 {
+    let info: String = redis::cmd("INFO")
+        .arg("cpu")
+        .query_async(data)
+        .await
+        .unwrap();
+    info.lines()
+        .filter(|line| line.starts_with("used_cpu_sys:") || line.starts_with("used_cpu_user:"))
+        .filter_map(|line| line.split(':').nth(1)?.trim().parse::<f64>().ok())
+        .sum()
 }
 
 /// Something that takes and gives back one named lock.
@@ -224,6 +247,8 @@ fn summarize(runs: &[Contended]) -> Contended {
         fairness: pick(|c| c.fairness),
         handoff_p50_ms: pick(|c| c.handoff_p50_ms),
         handoff_p99_ms: pick(|c| c.handoff_p99_ms),
+        client_cpu_us: pick(|c| c.client_cpu_us),
+        server_cpu_us: pick(|c| c.server_cpu_us),
     }
 }
 
@@ -269,8 +294,14 @@ where
     ] {
         let c = summarize(runs);
         println!(
-            "| {who}{setting} | {workers} | {:.0} | {} | {:.2} | {:.2} | {:.2} |",
-            c.per_second, c.lost_updates, c.fairness, c.handoff_p50_ms, c.handoff_p99_ms
+            "| {who}{setting} | {workers} | {:.0} | {} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} |",
+            c.per_second,
+            c.lost_updates,
+            c.fairness,
+            c.handoff_p50_ms,
+            c.handoff_p99_ms,
+            c.client_cpu_us,
+            c.server_cpu_us
         );
     }
     let spread = |ratios: &[f64]| {
@@ -398,6 +429,23 @@ async fn run(pin: bool) {
     // cycles, measured in turn within each repetition, so that each ratio compares
     // figures taken moments apart on this noisy machine; medians of the
     // per-repetition values.
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let part = |name: &str| only.is_empty() || only.split(',').any(|p| p == name);
+    if part("uncontended") {
+        uncontended(&config).await;
+    }
+    if part("contended") {
+        contended_tables(&config).await;
+    }
+    if part("scale") {
+        scale(&config).await;
+        crowd(&config, false).await;
+        crowd(&config, true).await;
+    }
+}
+
+/// The floor and the uncontended cycles.
+async fn uncontended(config: &Config) {
     let mut ping = data_connection(&config.url).await;
     let locks = LockClient::connect(&config.url).await.unwrap();
     let options = LockOptions::new(Duration::from_secs(30));
@@ -484,11 +532,14 @@ async fn run(pin: bool) {
         "\nattribute ÷ guard by hand: {:.3}\n",
         median(&mut attribute_over_hand)
     );
+}
 
+/// The contended runs: each worker with its own client, then one shared client.
+async fn contended_tables(config: &Config) {
     println!(
-        "| contended (GET, SET+1) | workers | acquisitions/s | lost updates | fairness min/max | handoff p50 ms | handoff p99 ms |"
+        "| contended (GET, SET+1) | workers | acquisitions/s | lost updates | fairness min/max | handoff p50 ms | handoff p99 ms | client CPU µs/acq | server CPU µs/acq |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     // The three locks take turns within each repetition, and each throughput
     // ratio is the median of the per-repetition ratios: the machine's drift
     // between repetitions cancels out. First each worker with its own client
@@ -498,7 +549,7 @@ async fn run(pin: bool) {
     let mut ratio_lines = Vec::new();
     for workers in [4, 16, 64] {
         let line = compare(
-            &config,
+            config,
             workers,
             "",
             |url: String| {
@@ -518,7 +569,7 @@ async fn run(pin: bool) {
     let shared_peer = rslock::LockManager::new(vec![config.url.clone()]);
     for workers in [16, 64] {
         let line = compare(
-            &config,
+            config,
             workers,
             ", one client",
             |_| {
@@ -540,10 +591,6 @@ async fn run(pin: bool) {
     for line in ratio_lines {
         println!("{line}");
     }
-
-    scale(&config).await;
-    crowd(&config, false).await;
-    crowd(&config, true).await;
 }
 
 /// 10,000 locks held at once by one process, heartbeats running.
