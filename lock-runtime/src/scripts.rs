@@ -104,11 +104,14 @@ return 0
 /// (the key now holds that waiter's token for the waiter's ttl, with a fresh
 /// fencing token if it asked for one) and publishes `<token>:<attempt>:<fence>`,
 /// naming the waiter and the attempt of it that the handoff answers, so it can take
-/// the lease without another round trip, then `<token>:<ttl>` to the waiter now
-/// first in line, so it checks again when the handed lease would end (if the new
-/// holder died, it never releases), and returns `{2, local notices}`; or deletes
-/// the key when nobody waits, and returns `{1, {}}`. Otherwise (the token is a waiter giving up, or a lease already lost)
-/// the token leaves the queue, no lock is touched, and the result is 0; if the lock
+/// the lease without another round trip. If the handed lease would end before
+/// the place of the waiter now first in line lapses, that waiter gets
+/// `<token>:<ttl>`, so it checks again when the lease ends (should the new holder
+/// be dead, it never releases); a longer lease needs no message, as the waiter
+/// re-checks before its place lapses and then wakes when the holder's remaining
+/// lease ends. Returns `{2, local notices}`; or deletes the key when nobody
+/// waits, and returns `{1, {}}`. Otherwise (the token is a waiter giving up, or a
+/// lease already lost) the token leaves the queue, no lock is touched, and the result is 0; if the lock
 /// is free, the next waiter is woken (`<token>` alone) to try for it; the result
 /// is then `{0, local notices}`. Notices are
 /// sent with `pcall`: a user whose ACL denies the channel still releases (waiters
@@ -141,8 +144,10 @@ if next then
   leave(next)
   redis.call('SET', KEYS[1], next, 'PX', ttl)
   notify(channel, string.format('%s:%s:%.0f', next, attempt, fence(life)))
-  local heir, _, _, _, heir_channel = first_live()
-  if heir then
+  -- The waiter now first in line re-checks before its place lapses; if the
+  -- handed lease ends sooner, say when to check (its holder may be dead).
+  local heir, _, _, _, heir_channel, heir_deadline = first_live()
+  if heir and now_ms() + tonumber(ttl) < heir_deadline then
     notify(heir_channel, heir .. ':' .. ttl)
   end
   return {2, own}
@@ -159,9 +164,14 @@ return {1, own}
 /// key lifetime ms or 0>:<notice channel>` (deadline in server time), and `#seq`,
 /// the arrival counter.
 const SHARED_FUNCTIONS: &str = r"
+-- Server time in ms, read once per script run.
+local clock
 local function now_ms()
-  local now = redis.call('TIME')
-  return tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  if not clock then
+    local now = redis.call('TIME')
+    clock = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  end
+  return clock
 end
 -- A new fencing token, kept in the fence key for `life` ms ('0': none, returns 0).
 local function fence(life)
@@ -199,21 +209,20 @@ local function enqueue(token, place, ttl, attempt, life, channel)
   end
 end
 -- The first waiter whose deadline has not passed (dropping the dead): its token,
--- ttl, latest attempt, fence key lifetime and notice channel.
+-- ttl, latest attempt, fence key lifetime, notice channel and deadline.
 local function first_live()
-  local now
   while true do
     local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
     if not head then
       return nil
     end
-    now = now or now_ms()
     local entry = redis.call('HGET', KEYS[4], head)
     if entry then
       local deadline, ttl, attempt, life, channel =
         string.match(entry, '^(%d+):(%d+):(%d+):(%d+):(.+)$')
-      if deadline and tonumber(deadline) >= now then
-        return head, ttl, attempt, life, channel
+      deadline = tonumber(deadline)
+      if deadline and deadline >= now_ms() then
+        return head, ttl, attempt, life, channel, deadline
       end
     end
     leave(head)

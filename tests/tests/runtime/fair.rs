@@ -136,18 +136,41 @@ async fn waiter_times_out(server: &RedisServer, name: &'static str, fair: bool) 
 async fn a_killed_waiter_stalls_the_queue_for_at_most_its_ttl() {
     let server = RedisServer::start();
     for (fair, name) in [(false, "dead-waiter-default"), (true, "dead-waiter-fair")] {
-        killed_waiter(&server, name, fair).await;
+        // A lease shorter than the next waiter's re-check: it is told when the
+        // lease ends (not left to its next poll, up to ttl / 3 = 3.3 s away).
+        killed_waiter(&server, name, fair, 1_000, 10_000, true).await;
     }
 }
 
-async fn killed_waiter(server: &RedisServer, name: &'static str, fair: bool) {
+/// When the lease handed to a dead waiter outlasts the next waiter's place in
+/// the queue, no heads-up is sent: the next waiter re-checks within that time
+/// anyway, learns when the lease ends, and checks again then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_waiter_with_a_long_lease_stalls_the_queue_for_its_ttl_unannounced() {
+    let server = RedisServer::start();
+    for (fair, name) in [(false, "dead-long-default"), (true, "dead-long-fair")] {
+        killed_waiter(&server, name, fair, 3_000, 1_500, false).await;
+    }
+}
+
+async fn killed_waiter(
+    server: &RedisServer,
+    name: &'static str,
+    fair: bool,
+    dead_ttl_ms: u64,
+    survivor_ttl_ms: u64,
+    heads_up: bool,
+) {
     let holder = client(&server.url()).await;
     let guard = holder.acquire(name, &mode(fair, 10_000)).await.unwrap();
-    let mut doomed = spawn_holder(server, name, 1_000, fair);
+    let mut doomed = spawn_holder(server, name, dead_ttl_ms, fair);
     until_queued(server, &holder, name, 1).await;
     let survivor = client(&server.url()).await;
     let wait = tokio::spawn(async move {
-        let guard = survivor.acquire(name, &mode(fair, 10_000)).await.unwrap();
+        let guard = survivor
+            .acquire(name, &mode(fair, survivor_ttl_ms))
+            .await
+            .unwrap();
         let acquired = Instant::now();
         guard.release().await.unwrap();
         acquired
@@ -155,14 +178,24 @@ async fn killed_waiter(server: &RedisServer, name: &'static str, fair: bool) {
     until_queued(server, &holder, name, 2).await;
     doomed.kill().unwrap();
     doomed.wait().unwrap();
+    let published = server.command_calls("publish");
     let released = Instant::now();
     guard.release().await.unwrap();
     let stalled = wait.await.unwrap() - released;
-    // The survivor is told when the lease handed to the dead waiter ends, and
-    // checks then (not at its next poll, up to ttl / 3 = 3.3 s away).
+    let dead_ttl = Duration::from_millis(dead_ttl_ms);
+    // The handoff to the dead waiter, and the heads-up to the survivor if due.
+    assert_eq!(
+        server.command_calls("publish") - published,
+        if heads_up { 2 } else { 1 },
+        "{name}: notices published"
+    );
     assert!(
-        stalled <= Duration::from_millis(1_600),
-        "{name}: stalled {stalled:?} (dead waiter's ttl: 1 s)"
+        stalled >= dead_ttl - Duration::from_millis(100),
+        "{name}: the survivor had the lock {stalled:?} after the release, within the dead waiter's lease ({dead_ttl:?})"
+    );
+    assert!(
+        stalled <= dead_ttl + Duration::from_millis(600),
+        "{name}: stalled {stalled:?} (dead waiter's ttl: {dead_ttl:?})"
     );
 }
 
