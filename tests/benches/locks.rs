@@ -94,6 +94,9 @@ struct Contended {
     /// CPU time per acquisition, µs: this process (all clients) and the server.
     client_cpu_us: f64,
     server_cpu_us: f64,
+    /// Lua script runs and notices published per acquisition.
+    scripts: f64,
+    notices: f64,
 }
 
 /// `workers` tasks take one lock in a loop; the critical section is GET then SET+1.
@@ -114,6 +117,8 @@ where
         .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let server_before = server_cpu_seconds(&mut data).await;
+    let scripts_before = calls_of(&mut data, &SCRIPTS).await;
+    let notices_before = calls_of(&mut data, &NOTICES).await;
     let client_before = cpu_seconds();
     let base = Instant::now();
     let mut tasks = Vec::new();
@@ -150,6 +155,8 @@ where
     stop.store(true, Ordering::Relaxed);
     let client_cpu = cpu_seconds() - client_before;
     let server_cpu = server_cpu_seconds(&mut data).await - server_before;
+    let scripts = calls_of(&mut data, &SCRIPTS).await - scripts_before;
+    let notices = calls_of(&mut data, &NOTICES).await - notices_before;
     let window = config.contended_for;
     let mut all = Vec::new();
     let mut per_worker = Vec::new();
@@ -188,6 +195,8 @@ where
         handoff_p99_ms: percentile(&handoffs, 0.99),
         client_cpu_us: client_cpu * 1e6 / in_window,
         server_cpu_us: server_cpu * 1e6 / in_window,
+        scripts: scripts / in_window,
+        notices: notices / in_window,
     }
 }
 
@@ -249,6 +258,8 @@ fn summarize(runs: &[Contended]) -> Contended {
         handoff_p99_ms: pick(|c| c.handoff_p99_ms),
         client_cpu_us: pick(|c| c.client_cpu_us),
         server_cpu_us: pick(|c| c.server_cpu_us),
+        scripts: pick(|c| c.scripts),
+        notices: pick(|c| c.notices),
     }
 }
 
@@ -294,14 +305,16 @@ where
     ] {
         let c = summarize(runs);
         println!(
-            "| {who}{setting} | {workers} | {:.0} | {} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} |",
+            "| {who}{setting} | {workers} | {:.0} | {} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} | {:.2} | {:.2} |",
             c.per_second,
             c.lost_updates,
             c.fairness,
             c.handoff_p50_ms,
             c.handoff_p99_ms,
             c.client_cpu_us,
-            c.server_cpu_us
+            c.server_cpu_us,
+            c.scripts,
+            c.notices
         );
     }
     let spread = |ratios: &[f64]| {
@@ -338,40 +351,46 @@ fn cpu_seconds() -> f64 {
     ticks / 100.0
 }
 
-/// Requests the server has answered: top-level commands, counting a script call
-/// once (not the commands it runs inside), i.e. round trips. Excludes the INFO
-/// calls made to measure.
-async fn requests_served(data: &mut redis::aio::MultiplexedConnection) -> f64 {
+/// How many times the server ran the given commands (`INFO commandstats`, e.g.
+/// `evalsha`), counting calls made from inside scripts too.
+async fn calls_of(data: &mut redis::aio::MultiplexedConnection, commands: &[&str]) -> f64 {
     let info: String = redis::cmd("INFO")
         .arg("commandstats")
         .query_async(data)
         .await
         .unwrap();
-    let calls = |line: &str| -> f64 {
-        line.split("calls=")
-            .nth(1)
-            .and_then(|rest| rest.split(',').next()?.parse().ok())
-            .unwrap_or(0.0)
-    };
-    // Commands run inside scripts are counted in their own lines too; the lock
-    // scripts run GET, SET, PEXPIRE, DEL, PTTL, PUBLISH, INCR and TIME, which the
-    // benchmark's own traffic (GET, SET) also uses, so count scripts and pub/sub
-    // commands only: everything a lock costs.
     info.lines()
         .filter(|line| {
-            [
-                "cmdstat_evalsha:",
-                "cmdstat_eval:",
-                "cmdstat_subscribe:",
-                "cmdstat_unsubscribe:",
-                "cmdstat_script|load:",
-            ]
-            .iter()
-            .any(|prefix| line.starts_with(prefix))
+            commands
+                .iter()
+                .any(|command| line.starts_with(&format!("cmdstat_{command}:")))
         })
-        .map(calls)
+        .filter_map(|line| {
+            line.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<f64>()
+                .ok()
+        })
         .sum()
 }
+
+/// Requests the server has answered for locks: script calls and pub/sub
+/// commands, each counted once (not the commands a script runs inside), i.e.
+/// round trips. The lock scripts run GET, SET, PEXPIRE, DEL, PTTL, PUBLISH, …,
+/// which the benchmark's own traffic (GET, SET) also uses, so those are left out.
+async fn requests_served(data: &mut redis::aio::MultiplexedConnection) -> f64 {
+    calls_of(
+        data,
+        &["evalsha", "eval", "subscribe", "unsubscribe", "script|load"],
+    )
+    .await
+}
+
+/// Lua script runs (`EVALSHA`/`EVAL`) and notices published.
+const SCRIPTS: [&str; 2] = ["evalsha", "eval"];
+const NOTICES: [&str; 1] = ["publish"];
 
 fn main() {
     // Optionally pin this process to core 1 (the server goes on core 0).
@@ -425,10 +444,6 @@ async fn run(pin: bool) {
         config.contended_for
     );
 
-    // The floor (one round trip on the same client stack) and the uncontended
-    // cycles, measured in turn within each repetition, so that each ratio compares
-    // figures taken moments apart on this noisy machine; medians of the
-    // per-repetition values.
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let part = |name: &str| only.is_empty() || only.split(',').any(|p| p == name);
     if part("uncontended") {
@@ -444,102 +459,119 @@ async fn run(pin: bool) {
     }
 }
 
-/// The floor and the uncontended cycles.
+/// Times `ops` runs of an async block, in µs per run.
+macro_rules! per_op {
+    ($ops:expr, $body:expr) => {{
+        let started = Instant::now();
+        for _ in 0..$ops {
+            $body;
+        }
+        started.elapsed().as_secs_f64() * 1e6 / $ops as f64
+    }};
+}
+
+/// The floor (one round trip on the same client stack), the least any
+/// compare-and-delete lock can cost on Redis 7 (`SET NX PX`, then a Lua
+/// compare-and-delete: Redis has no compare-and-delete command before 8.4), and
+/// the uncontended cycles. They are measured in turn within each repetition, so
+/// that each ratio compares figures taken moments apart on this noisy machine;
+/// medians of the per-repetition values.
 async fn uncontended(config: &Config) {
     let mut ping = data_connection(&config.url).await;
     let locks = LockClient::connect(&config.url).await.unwrap();
     let options = LockOptions::new(Duration::from_secs(30));
     let peer = rslock::LockManager::new(vec![config.url.clone()]);
-    let mut figures: [Vec<f64>; 4] = Default::default();
-    let mut ratios: [Vec<f64>; 4] = Default::default();
+    let compare_and_delete = redis::Script::new(
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
+    );
+    const ROWS: [&str; 5] = [
+        "PING round trip",
+        "by hand: SET NX PX + Lua compare-and-delete (the floor for any such lock)",
+        "lock-runtime, guard by hand",
+        "lock-runtime, #[redis_locked] fn",
+        "rslock lock + unlock",
+    ];
+    let mut figures: [Vec<f64>; 5] = Default::default();
+    let mut ratios: [Vec<f64>; 5] = Default::default();
+    let (mut attribute_over_guard, mut guard_over_floor) = (Vec::new(), Vec::new());
     for rep in 0..=config.reps {
+        // Rep 0 warms up.
         let ops = if rep == 0 {
             config.ops / 10
         } else {
             config.ops
-        }; // rep 0: warm-up
-        let mut each = [0.0; 4];
-        let started = Instant::now();
-        for _ in 0..ops {
-            let _: String = redis::cmd("PING").query_async(&mut ping).await.unwrap();
-        }
-        each[0] = started.elapsed().as_secs_f64() * 1e6 / ops as f64;
-        let started = Instant::now();
-        for _ in 0..ops {
-            let guard = locks.acquire("bench:uncontended", &options).await.unwrap();
-            guard.release().await.unwrap();
-        }
-        each[1] = started.elapsed().as_secs_f64() * 1e6 / ops as f64;
-        let started = Instant::now();
-        for _ in 0..ops {
-            annotated(&locks).await.unwrap();
-        }
-        each[2] = started.elapsed().as_secs_f64() * 1e6 / ops as f64;
-        let started = Instant::now();
-        for _ in 0..ops {
-            let lock = peer
-                .lock("bench:peer".as_bytes(), Duration::from_secs(30))
-                .await
-                .unwrap();
-            peer.unlock(&lock).await;
-        }
-        each[3] = started.elapsed().as_secs_f64() * 1e6 / ops as f64;
+        };
+        let each = [
+            per_op!(ops, {
+                let _: String = redis::cmd("PING").query_async(&mut ping).await.unwrap();
+            }),
+            per_op!(ops, {
+                let set: Option<String> = redis::cmd("SET")
+                    .arg("bench:raw")
+                    .arg("token")
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(30_000)
+                    .query_async(&mut ping)
+                    .await
+                    .unwrap();
+                assert!(set.is_some());
+                let deleted: i64 = compare_and_delete
+                    .key("bench:raw")
+                    .arg("token")
+                    .invoke_async(&mut ping)
+                    .await
+                    .unwrap();
+                assert_eq!(deleted, 1);
+            }),
+            per_op!(ops, {
+                let guard = locks.acquire("bench:uncontended", &options).await.unwrap();
+                guard.release().await.unwrap();
+            }),
+            per_op!(ops, annotated(&locks).await.unwrap()),
+            per_op!(ops, {
+                let lock = peer
+                    .lock("bench:peer".as_bytes(), Duration::from_secs(30))
+                    .await
+                    .unwrap();
+                peer.unlock(&lock).await;
+            }),
+        ];
         if rep > 0 {
             for (index, value) in each.iter().enumerate() {
                 figures[index].push(*value);
+                ratios[index].push(value / (2.0 * each[0]));
             }
-            ratios[0].push(each[2] / each[1]);
-            for index in 1..4 {
-                ratios[index].push(each[index] / (2.0 * each[0]));
-            }
+            attribute_over_guard.push(each[3] / each[2]);
+            guard_over_floor.push(each[2] / each[1]);
         }
     }
-    let [
-        mut rtt,
-        mut by_hand,
-        mut through_attribute,
-        mut peer_uncontended,
-    ] = figures;
-    let [
-        mut attribute_over_hand,
-        mut hand_ratio,
-        mut attribute_ratio,
-        mut peer_ratio,
-    ] = ratios;
-
     println!("| uncontended | µs per acquire+release | ÷ 2 round trips |");
     println!("| --- | ---: | ---: |");
-    println!(
-        "| PING round trip (the floor) | {:.1} | |",
-        median(&mut rtt)
-    );
-    for (what, us, ratio) in [
-        ("lock-runtime, guard by hand", &mut by_hand, &mut hand_ratio),
-        (
-            "lock-runtime, #[redis_locked] fn",
-            &mut through_attribute,
-            &mut attribute_ratio,
-        ),
-        (
-            "rslock lock + unlock",
-            &mut peer_uncontended,
-            &mut peer_ratio,
-        ),
-    ] {
-        println!("| {what} | {:.1} | {:.3} |", median(us), median(ratio));
+    for (index, what) in ROWS.iter().enumerate() {
+        if index == 0 {
+            println!("| {what} | {:.1} | |", median(&mut figures[0]));
+        } else {
+            println!(
+                "| {what} | {:.1} | {:.3} |",
+                median(&mut figures[index]),
+                median(&mut ratios[index])
+            );
+        }
     }
     println!(
-        "\nattribute ÷ guard by hand: {:.3}\n",
-        median(&mut attribute_over_hand)
+        "\nattribute ÷ guard by hand: {:.3}; guard by hand ÷ the floor: {:.3}\n",
+        median(&mut attribute_over_guard),
+        median(&mut guard_over_floor)
     );
 }
 
 /// The contended runs: each worker with its own client, then one shared client.
 async fn contended_tables(config: &Config) {
     println!(
-        "| contended (GET, SET+1) | workers | acquisitions/s | lost updates | fairness min/max | handoff p50 ms | handoff p99 ms | client CPU µs/acq | server CPU µs/acq |"
+        "| contended (GET, SET+1) | workers | acquisitions/s | lost updates | fairness min/max | handoff p50 ms | handoff p99 ms | client CPU µs/acq | server CPU µs/acq | scripts/acq | notices/acq |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     // The three locks take turns within each repetition, and each throughput
     // ratio is the median of the per-repetition ratios: the machine's drift
     // between repetitions cancels out. First each worker with its own client
