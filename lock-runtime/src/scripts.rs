@@ -161,17 +161,19 @@ return {1, own}
 /// The helpers shared by the scripts (prepended to their text). KEYS\[2\] the fence
 /// key, KEYS\[3\] the wait queue (a sorted set of waiting tokens by arrival),
 /// KEYS\[4\] the waiters' hash: token -> `<deadline ms>:<ttl ms>:<attempt>:<fence
-/// key lifetime ms or 0>:<notice channel>` (deadline in server time), and `#seq`,
-/// the arrival counter.
+/// key lifetime ms or 0>:<notice channel>` (deadline in server time).
 const SHARED_FUNCTIONS: &str = r"
--- Server time in ms, read once per script run.
+-- Server time in µs, read once per script run.
 local clock
-local function now_ms()
+local function now_us()
   if not clock then
     local now = redis.call('TIME')
-    clock = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+    clock = tonumber(now[1]) * 1000000 + tonumber(now[2])
   end
   return clock
+end
+local function now_ms()
+  return math.floor(now_us() / 1000)
 end
 -- A new fencing token, kept in the fence key for `life` ms ('0': none, returns 0).
 local function fence(life)
@@ -191,20 +193,22 @@ local function leave(token)
   redis.call('ZREM', KEYS[3], token)
   redis.call('HDEL', KEYS[4], token)
 end
--- Queues the token (keeping its place if queued) with a deadline of now + place.
+-- Queues the token with a deadline of now + place, keeping its place if queued
+-- (arrival order is server time in µs: exact in a double, and no two scripts run
+-- in the same µs; were the clock set back, only the order of arrivals around
+-- that moment would suffer).
 local function enqueue(token, place, ttl, attempt, life, channel)
-  if not redis.call('ZSCORE', KEYS[3], token) then
-    redis.call('ZADD', KEYS[3], redis.call('HINCRBY', KEYS[4], '#seq', 1), token)
-  end
+  redis.call('ZADD', KEYS[3], 'NX', string.format('%.0f', now_us()), token)
   local deadline = now_ms() + tonumber(place)
   local entry = string.format('%.0f:%s:%s:%s:%s', deadline, ttl, attempt, life, channel)
   redis.call('HSET', KEYS[4], token, entry)
   -- The queue outlives every deadline in it (a short-lived waiter never cuts it
-  -- short for the others), then vanishes if nobody waits.
-  local keep = tonumber(place) * 2
+  -- short for the others), then vanishes if nobody waits. Extended only when it
+  -- would end within 1.5 places (to 2), so most calls just read its ttl.
+  local span = tonumber(place)
   for i = 3, 4 do
-    if redis.call('PTTL', KEYS[i]) < keep then
-      redis.call('PEXPIRE', KEYS[i], keep)
+    if redis.call('PTTL', KEYS[i]) < span * 1.5 then
+      redis.call('PEXPIRE', KEYS[i], span * 2)
     end
   end
 end
