@@ -13,6 +13,8 @@
 //! - a heads-up to the waiter next in line, `<token>:<ttl ms>`: the lock was just
 //!   handed to the waiter ahead for this long; check again by then, so a waiter
 //!   that died as it was handed the lock holds the others up for its ttl only.
+//!   Sent only when that lease would end before the next waiter's place lapses:
+//!   otherwise its own re-check (made before then) learns when the lease ends.
 //!
 //! Without notices waiters poll; a lost handoff notice costs the waiter only time
 //! (its next attempt finds the lock is its own).
