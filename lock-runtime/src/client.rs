@@ -792,7 +792,15 @@ impl LockClient {
             self.inner.notices.deliver_here(notice);
         }
         match released {
-            2 => self.inner.contention.mark(key),
+            2 => {
+                self.inner.contention.mark(key);
+                // Handed on: let the runtime run what is ready first (the heir, if
+                // it is in this process or its notice has arrived) before this
+                // caller goes on, typically to queue for the lock again; that
+                // request would otherwise go first, and delay the heir's at the
+                // client and at the server.
+                tokio::task::yield_now().await;
+            }
             1 => self.inner.contention.forget(key),
             _ => {}
         }
