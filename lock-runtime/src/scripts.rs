@@ -110,12 +110,15 @@ return 0
 /// be dead, it never releases); a longer lease needs no message, as the waiter
 /// re-checks before its place lapses and then wakes when the holder's remaining
 /// lease ends. Returns `{2, local notices}`; or deletes the key when nobody
-/// waits, and returns `{1, {}}`. Otherwise (the token is a waiter giving up, or a
-/// lease already lost) the token leaves the queue, no lock is touched, and the result is 0; if the lock
-/// is free, the next waiter is woken (`<token>` alone) to try for it; the result
-/// is then `{0, local notices}`. Notices are
-/// sent with `pcall`: a user whose ACL denies the channel still releases (waiters
-/// then poll).
+/// waits, and returns `{1, {}}`.
+///
+/// Otherwise (the token is a waiter giving up, or a lease already lost) the token
+/// leaves the queue and no lock is touched; if the lock is free, the next waiter
+/// is woken (`<token>` alone) to try for it. The result is then
+/// `{0, local notices}`.
+///
+/// Notices are sent with `pcall`: a user whose ACL denies the channel still
+/// releases (waiters then poll).
 pub(crate) static RELEASE: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(&format!(
         "{SHARED_FUNCTIONS}{}",
@@ -180,8 +183,7 @@ local function fence(life)
   if life == '0' then
     return 0
   end
-  local now = redis.call('TIME')
-  local floor = tonumber(now[1]) * 1000000 + tonumber(now[2])
+  local floor = now_us()
   local token = (tonumber(redis.call('GET', KEYS[2])) or 0) + 1
   if token < floor then
     token = floor
