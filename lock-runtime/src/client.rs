@@ -282,6 +282,17 @@ impl LockClientBuilder {
     }
 }
 
+/// What a release did with a lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Released {
+    /// The token did not hold it (a waiter leaving, or a lease already lost).
+    NotOurs,
+    /// Freed it (or, before `min_hold` is over, left it to expire then).
+    Ended,
+    /// Handed it to the next queued waiter.
+    HandedOn,
+}
+
 /// The outcome of one acquire attempt.
 enum Attempt {
     Acquired { fence: Option<u64> },
@@ -728,12 +739,13 @@ impl LockClient {
     }
 
     /// Ends a lease: compare-and-delete plus notice, or, before `min_hold` is over,
-    /// compare-and-`PEXPIRE` to the end of `min_hold`.
+    /// compare-and-`PEXPIRE` to the end of `min_hold`. `Ok` says whether the lock
+    /// was handed on; a lease that was no longer ours is [`LockError::Lost`].
     pub(crate) async fn release_lease(
         &self,
         lease: &Lease,
         min_hold: Option<Duration>,
-    ) -> Result<(), LockError> {
+    ) -> Result<Released, LockError> {
         let min_hold_left = min_hold
             .map(|min| {
                 lease
@@ -743,10 +755,14 @@ impl LockClient {
             })
             .and_then(|until| until.checked_duration_since(Instant::now()))
             .filter(|left| millis(*left) > 0);
-        let still_ours = match min_hold_left {
+        let released = match min_hold_left {
             Some(left) => {
                 tracing::debug!(lock = %lease.name, left_ms = millis(left), "released before min_hold; key left to expire");
-                self.extend_lease(lease, left).await?
+                if self.extend_lease(lease, left).await? {
+                    Released::Ended
+                } else {
+                    Released::NotOurs
+                }
             }
             None => self
                 .release_token(&lease.key, &lease.token)
@@ -757,9 +773,9 @@ impl LockClient {
                     source,
                 })?,
         };
-        if still_ours {
+        if released != Released::NotOurs {
             tracing::debug!(lock = %lease.name, "lock released");
-            Ok(())
+            Ok(released)
         } else {
             lease.mark_lost(LostReason::NotOwnerAtRelease);
             Err(lease.lost_error())
@@ -767,8 +783,8 @@ impl LockClient {
     }
 
     /// Compare-and-delete `token`, handing the lock to the next queued waiter, or
-    /// take a waiting token out of the queue; `Ok(true)` if the token held the lock.
-    async fn release_token(&self, key: &str, token: &str) -> redis::RedisResult<bool> {
+    /// take a waiting token out of the queue.
+    async fn release_token(&self, key: &str, token: &str) -> redis::RedisResult<Released> {
         let mut connection = self.inner.connection.clone();
         // Notices for this client's own waiters come back in the reply: if it is
         // lost (an error, or this future dropped mid-request), wake them all, to
@@ -792,19 +808,15 @@ impl LockClient {
             self.inner.notices.deliver_here(notice);
         }
         match released {
-            2 => {
-                self.inner.contention.mark(key);
-                // Handed on: let the runtime run what is ready first (the heir, if
-                // it is in this process or its notice has arrived) before this
-                // caller goes on, typically to queue for the lock again; that
-                // request would otherwise go first, and delay the heir's at the
-                // client and at the server.
-                tokio::task::yield_now().await;
-            }
+            2 => self.inner.contention.mark(key),
             1 => self.inner.contention.forget(key),
             _ => {}
         }
-        Ok(released != 0)
+        Ok(match released {
+            2 => Released::HandedOn,
+            1 => Released::Ended,
+            _ => Released::NotOurs,
+        })
     }
 
     /// Best-effort release of a token whose acquire outcome is unknown, or that may
