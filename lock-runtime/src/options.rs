@@ -5,6 +5,11 @@ use std::time::Duration;
 use crate::LockError;
 use crate::lease::drift_allowance;
 
+/// The longest ttl accepted. The scripts compute with ttls (twice a ttl, server
+/// time plus a ttl) in Lua numbers, which pass to Redis as exact integers only
+/// below 10^14.
+pub(crate) const MAX_TTL: Duration = Duration::from_secs(1_000_000_000);
+
 /// How long [`LockClient::acquire`](crate::LockClient::acquire) waits for a busy lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
@@ -58,7 +63,7 @@ impl From<Duration> for Wait {
 #[non_exhaustive]
 pub struct LockOptions {
     /// Lease length: without a heartbeat the lock frees itself this long after the
-    /// last acquire or extend.
+    /// last acquire or extend. From 1 ms to 10^9 s (about 31 years).
     pub ttl: Duration,
     /// How long to wait for a busy lock.
     pub wait: Wait,
@@ -177,8 +182,11 @@ impl LockOptions {
                 self.ttl
             )));
         }
-        if self.ttl.as_millis() > i64::MAX as u128 {
-            return Err(config(format!("ttl {:?} is too long for Redis", self.ttl)));
+        if self.ttl > MAX_TTL {
+            return Err(config(format!(
+                "ttl {:?} is too long: at most {MAX_TTL:?} (about 31 years)",
+                self.ttl
+            )));
         }
         let heartbeat = self.heartbeat_interval();
         // The holder counts its lease as ttl minus a drift allowance; a beat must

@@ -24,6 +24,8 @@ async fn inconsistent_options_are_config_errors_naming_the_lock() {
     let locks = client(&server.url()).await;
     let cases = [
         LockOptions::new(Duration::ZERO),
+        LockOptions::new(Duration::from_secs(1_000_000_001)),
+        LockOptions::new(Duration::MAX),
         ttl(1_000).heartbeat(Duration::from_secs(1)),
         ttl(1_000).heartbeat(Duration::ZERO),
         ttl(1_000)
