@@ -303,6 +303,21 @@ fn interpret(raw: Raw, errors: &mut Errors) -> Args {
             ),
         );
     }
+    // The runtime's limit (`LockOptions::ttl`): the scripts compute with ttls in
+    // Lua numbers, exact as Redis integers only below 10^14.
+    const MAX_TTL_MS: u64 = 1_000_000_000_000;
+    if let Some(ttl) = ttl_literal
+        && ttl.ms > MAX_TTL_MS
+    {
+        fail(
+            errors,
+            ttl.span,
+            format!(
+                "`ttl` ({}) is too long; at most 1000000000s (about 31 years)",
+                show(ttl.ms)
+            ),
+        );
+    }
     if let (Some(ttl), Some(heartbeat)) = (ttl_literal, heartbeat)
         && heartbeat.ms >= usable_ms(ttl.ms)
     {
