@@ -809,16 +809,17 @@ impl LockClient {
         for notice in &own_notices {
             self.inner.notices.deliver_here(notice);
         }
-        match released {
-            2 => self.inner.contention.mark(key),
-            1 => self.inner.contention.forget(key),
-            _ => {}
-        }
-        Ok(match released {
+        let released = match released {
             2 => Released::HandedOn,
             1 => Released::Ended,
             _ => Released::NotOurs,
-        })
+        };
+        match released {
+            Released::HandedOn => self.inner.contention.mark(key),
+            Released::Ended => self.inner.contention.forget(key),
+            Released::NotOurs => {}
+        }
+        Ok(released)
     }
 
     /// Best-effort release of a token whose acquire outcome is unknown, or that may
