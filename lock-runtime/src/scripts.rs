@@ -43,16 +43,15 @@ if ARGV[6] == '1' then
     end
   end
 else
-  taken = redis.call('SET', KEYS[1], token, 'NX', 'PX', ttl)
-  if not taken then
-    owner = redis.call('GET', KEYS[1])
-  end
+  -- One call: sets the key if it is free, else returns who holds it (Redis 7.0+).
+  owner = redis.call('SET', KEYS[1], token, 'NX', 'PX', ttl, 'GET')
+  taken = not owner
 end
 if taken then
   if attempt ~= '1' then
     leave(token)
   end
-  return {1, fence(life)}
+  return {1, (fence(life))}
 end
 if owner == token then
   -- Handed to us by the previous holder's release, with the fencing token now in
@@ -142,14 +141,38 @@ if owner ~= ARGV[1] then
   end
   return {0, own}
 end
-local next, ttl, attempt, life, channel = first_live()
+-- The first two waiters in one read each of the queue and of their entries.
+local queued = redis.call('ZRANGE', KEYS[3], 0, 1)
+local next, ttl, attempt, life, channel
+local entries = {}
+if queued[1] then
+  entries = redis.call('HMGET', KEYS[4], unpack(queued))
+  ttl, attempt, life, channel = live(entries[1])
+  if ttl then
+    next = queued[1]
+  else
+    -- A dead head: drop the dead in turn (rare, so one waiter at a time).
+    next, ttl, attempt, life, channel = first_live()
+    queued[2] = nil
+  end
+end
 if next then
   leave(next)
   redis.call('SET', KEYS[1], next, 'PX', ttl)
-  notify(channel, string.format('%s:%s:%.0f', next, attempt, fence(life)))
+  local _, fenced = fence(life)
+  notify(channel, next .. ':' .. attempt .. ':' .. fenced)
   -- The waiter now first in line re-checks before its place lapses; if the
   -- handed lease ends sooner, say when to check (its holder may be dead).
-  local heir, _, _, _, heir_channel, heir_deadline = first_live()
+  local heir, heir_channel, heir_deadline = queued[2]
+  if heir then
+    _, _, _, heir_channel, heir_deadline = live(entries[2])
+    if not heir_deadline then
+      heir = nil
+    end
+  end
+  if not heir then
+    heir, _, _, _, heir_channel, heir_deadline = first_live()
+  end
   if heir and now_ms() + tonumber(ttl) < heir_deadline then
     notify(heir_channel, heir .. ':' .. ttl)
   end
@@ -166,30 +189,33 @@ return {1, own}
 /// KEYS\[4\] the waiters' hash: token -> `<deadline ms>:<ttl ms>:<attempt>:<fence
 /// key lifetime ms or 0>:<notice channel>` (deadline in server time).
 const SHARED_FUNCTIONS: &str = r"
--- Server time in µs, read once per script run.
-local clock
+-- Server time, read once per script run: seconds and µs as TIME gives them.
+local clock, seconds, micros
 local function now_us()
   if not clock then
     local now = redis.call('TIME')
-    clock = tonumber(now[1]) * 1000000 + tonumber(now[2])
+    seconds, micros = now[1], now[2]
+    clock = tonumber(seconds) * 1000000 + tonumber(micros)
   end
   return clock
 end
 local function now_ms()
   return math.floor(now_us() / 1000)
 end
--- A new fencing token, kept in the fence key for `life` ms ('0': none, returns 0).
+-- A new fencing token, kept in the fence key for `life` ms ('0': none, 0), as a
+-- number and as the text stored.
 local function fence(life)
   if life == '0' then
-    return 0
+    return 0, '0'
   end
   local floor = now_us()
   local token = (tonumber(redis.call('GET', KEYS[2])) or 0) + 1
   if token < floor then
     token = floor
   end
-  redis.call('SET', KEYS[2], string.format('%.0f', token), 'PX', life)
-  return token
+  local text = string.format('%.0f', token)
+  redis.call('SET', KEYS[2], text, 'PX', life)
+  return token, text
 end
 local function leave(token)
   redis.call('ZREM', KEYS[3], token)
@@ -198,12 +224,14 @@ end
 -- Queues the token with a deadline of now + place, keeping its place if queued
 -- (arrival order is server time in µs: exact in a double, and no two scripts run
 -- in the same µs; were the clock set back, only the order of arrivals around
--- that moment would suffer).
+-- that moment would suffer). Built from TIME's text and by concatenation, with
+-- no number formatting: the deadline in ms has 13 digits, which Lua's `..`
+-- (14 significant digits) writes exactly.
 local function enqueue(token, place, ttl, attempt, life, channel)
-  redis.call('ZADD', KEYS[3], 'NX', string.format('%.0f', now_us()), token)
   local deadline = now_ms() + tonumber(place)
-  local entry = string.format('%.0f:%s:%s:%s:%s', deadline, ttl, attempt, life, channel)
-  redis.call('HSET', KEYS[4], token, entry)
+  redis.call('ZADD', KEYS[3], 'NX', seconds .. string.sub('00000' .. micros, -6), token)
+  redis.call('HSET', KEYS[4], token,
+    deadline .. ':' .. ttl .. ':' .. attempt .. ':' .. life .. ':' .. channel)
   -- The queue outlives every deadline in it (a short-lived waiter never cuts it
   -- short for the others), then vanishes if nobody waits. Extended only when it
   -- would end within 1.5 places (to 2), so most calls just read its ttl.
@@ -214,6 +242,19 @@ local function enqueue(token, place, ttl, attempt, life, channel)
     end
   end
 end
+-- A waiter's entry if its deadline has not passed: its ttl, latest attempt,
+-- fence key lifetime, notice channel and deadline; nothing if gone or lapsed.
+local function live(entry)
+  if not entry then
+    return
+  end
+  local deadline, ttl, attempt, life, channel =
+    string.match(entry, '^(%d+):(%d+):(%d+):(%d+):(.+)$')
+  deadline = tonumber(deadline)
+  if deadline and deadline >= now_ms() then
+    return ttl, attempt, life, channel, deadline
+  end
+end
 -- The first waiter whose deadline has not passed (dropping the dead): its token,
 -- ttl, latest attempt, fence key lifetime, notice channel and deadline.
 local function first_live()
@@ -222,14 +263,9 @@ local function first_live()
     if not head then
       return nil
     end
-    local entry = redis.call('HGET', KEYS[4], head)
-    if entry then
-      local deadline, ttl, attempt, life, channel =
-        string.match(entry, '^(%d+):(%d+):(%d+):(%d+):(.+)$')
-      deadline = tonumber(deadline)
-      if deadline and deadline >= now_ms() then
-        return head, ttl, attempt, life, channel, deadline
-      end
+    local ttl, attempt, life, channel, deadline = live(redis.call('HGET', KEYS[4], head))
+    if ttl then
+      return head, ttl, attempt, life, channel, deadline
     end
     leave(head)
   end

@@ -300,3 +300,122 @@ async fn a_short_lived_waiter_does_not_expire_the_queue_for_the_others() {
         handed.release().await.unwrap();
     }
 }
+
+/// A release passes over waiters whose place has lapsed (their process died
+/// without leaving the queue), whether the lapsed one is first in line or right
+/// behind the waiter the lock goes to; the live waiter behind a lapsed one still
+/// gets its heads-up when the handed lease is short.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_passes_over_lapsed_waiters() {
+    let server = RedisServer::start();
+    for fair in [false, true] {
+        for lapsed_first in [true, false] {
+            let name = match (fair, lapsed_first) {
+                (false, true) => "lapsed-head-default",
+                (false, false) => "lapsed-heir-default",
+                (true, true) => "lapsed-head-fair",
+                (true, false) => "lapsed-heir-fair",
+            };
+            passes_over_lapsed(&server, name, fair, lapsed_first).await;
+        }
+    }
+}
+
+async fn passes_over_lapsed(
+    server: &RedisServer,
+    name: &'static str,
+    fair: bool,
+    lapsed_first: bool,
+) {
+    let holder = client(&server.url()).await;
+    let key = holder.key_for(name);
+    let (queue, waiters) = (format!("{key}:queue"), format!("{key}:waiters"));
+    // An entry as the scripts write it, whose deadline (1 ms after the epoch) passed.
+    let lapse = |token: &str, score: i64| {
+        let mut redis = server.connection();
+        let () = redis::pipe()
+            .cmd("ZADD")
+            .arg(&queue)
+            .arg(score)
+            .arg(token)
+            .ignore()
+            .cmd("HSET")
+            .arg(&waiters)
+            .arg(token)
+            .arg("1:30000:1:0:nobody")
+            .ignore()
+            .query(&mut redis)
+            .unwrap();
+    };
+    let guard = holder.acquire(name, &mode(fair, 10_000)).await.unwrap();
+    if lapsed_first {
+        lapse("lapsed-first", 1);
+    }
+    // The first live waiter: its lease, once handed, is short (a heads-up is due).
+    let first = client(&server.url()).await;
+    let first_wait = tokio::spawn(async move {
+        let guard = first.acquire(name, &mode(fair, 1_500)).await.unwrap();
+        (Instant::now(), guard)
+    });
+    until_queued(server, &holder, name, if lapsed_first { 2 } else { 1 }).await;
+    if !lapsed_first {
+        let mut redis = server.connection();
+        let ahead: Vec<(String, i64)> = redis::cmd("ZRANGE")
+            .arg(&queue)
+            .arg(0)
+            .arg(0)
+            .arg("WITHSCORES")
+            .query(&mut redis)
+            .unwrap();
+        lapse("lapsed-behind", ahead[0].1 + 1);
+    }
+    let second = client(&server.url()).await;
+    let second_wait = tokio::spawn(async move {
+        second
+            .acquire(name, &mode(fair, 10_000))
+            .await
+            .map(|guard| (Instant::now(), guard))
+    });
+    until_queued(server, &holder, name, 3).await;
+    let published = server.command_calls("publish");
+    let released = Instant::now();
+    guard.release().await.unwrap();
+    let (acquired, handed) = tokio::time::timeout(Duration::from_secs(5), first_wait)
+        .await
+        .unwrap_or_else(|_| panic!("{name}: the first live waiter was not handed the lock"))
+        .unwrap();
+    // Handed to the first live waiter (were it handed to the lapsed entry, that
+    // lease would stall the queue for 30 s); the lapsed entry is gone, the second
+    // waits.
+    assert!(
+        acquired - released < Duration::from_secs(2),
+        "{name}: the first live waiter had the lock {:?} after the release",
+        acquired - released
+    );
+    assert_eq!(
+        queued(server, &holder, name),
+        1,
+        "{name}: queue after release"
+    );
+    let entries: i64 = redis::cmd("HLEN")
+        .arg(&waiters)
+        .query(&mut server.connection())
+        .unwrap();
+    assert_eq!(entries, 1, "{name}: waiters' entries after release");
+    // The handoff, and the heads-up to the second (1.5 s lease < its 10 s place).
+    assert_eq!(
+        server.command_calls("publish") - published,
+        2,
+        "{name}: notices published"
+    );
+    let released = Instant::now();
+    handed.release().await.unwrap();
+    let (acquired, last) = second_wait.await.unwrap().unwrap();
+    assert!(
+        acquired - released < Duration::from_millis(500),
+        "{name}: the second waiter had the lock {:?} after the release",
+        acquired - released
+    );
+    last.release().await.unwrap();
+    assert_eq!(queued(server, &holder, name), 0, "{name}: queue at the end");
+}
