@@ -8,6 +8,7 @@
 //! BENCH_QUICK=1 cargo bench -p tests --bench locks    # fewer, shorter reps
 //! BENCH_ONLY=contended cargo bench ...                 # parts: uncontended, contended, scale
 //! BENCH_REDIS_URL=redis://host:6379 cargo bench ...   # an existing server (keys bench:*)
+//! BENCH_ONLY=none BENCH_SOLO=ours:16 cargo bench ...   # one contender alone, to profile
 //! ```
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::print_stdout)]
@@ -247,6 +248,103 @@ impl Locker for Peer {
     }
 }
 
+/// The least a lock with a wait queue and direct handoff can cost on Redis 7, by
+/// hand: an attempt either takes the key (`SET NX PX`) or queues the worker
+/// (`RPUSH`), and a release pops the next worker, sets the key to it and
+/// `PUBLISH`es to it; the worker learns it holds the lock from that notice. No
+/// leases are checked, no dead waiter is skipped, no fencing: the floor for
+/// handoff, as the uncontended floor is for a single acquire+release.
+struct HandoffFloor {
+    data: redis::aio::MultiplexedConnection,
+    /// This worker's token, which is also its notice channel.
+    token: String,
+    notices: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<redis::PushInfo>>,
+    /// The subscribed connection, kept open.
+    _subscribed: redis::aio::MultiplexedConnection,
+}
+
+static FLOOR_ACQUIRE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end \
+         redis.call('RPUSH', KEYS[2], ARGV[1]) return 0",
+    )
+});
+
+static FLOOR_RELEASE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end \
+         local next = redis.call('LPOP', KEYS[2]) \
+         if next then redis.call('SET', KEYS[1], next, 'PX', ARGV[2]) \
+           redis.call('PUBLISH', next, '1') return 2 end \
+         redis.call('DEL', KEYS[1]) return 1",
+    )
+});
+
+impl HandoffFloor {
+    async fn connect(url: &str) -> HandoffFloor {
+        use redis::IntoConnectionInfo;
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let token = format!("bench:floor:{}", NEXT.fetch_add(1, Ordering::Relaxed));
+        let info = url.into_connection_info().unwrap();
+        let settings = info
+            .redis_settings()
+            .clone()
+            .set_protocol(redis::ProtocolVersion::RESP3);
+        let tcp = info.tcp_settings().clone().set_nodelay(true);
+        let client =
+            redis::Client::open(info.set_redis_settings(settings).set_tcp_settings(tcp)).unwrap();
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let config = redis::AsyncConnectionConfig::new().set_push_sender(sender);
+        let mut notices = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .unwrap();
+        notices.subscribe(&token).await.unwrap();
+        HandoffFloor {
+            data: data_connection(url).await,
+            token,
+            notices: tokio::sync::Mutex::new(receiver),
+            _subscribed: notices,
+        }
+    }
+}
+
+impl Locker for HandoffFloor {
+    type Held = String;
+    async fn take(&self, name: &str) -> Self::Held {
+        let mut data = self.data.clone();
+        let taken: i64 = FLOOR_ACQUIRE
+            .key(name)
+            .key(format!("{name}:queue"))
+            .arg(&self.token)
+            .arg(30_000)
+            .invoke_async(&mut data)
+            .await
+            .unwrap();
+        if taken == 1 {
+            return name.to_owned();
+        }
+        let mut notices = self.notices.lock().await;
+        while let Some(push) = notices.recv().await {
+            if push.kind == redis::PushKind::Message {
+                return name.to_owned();
+            }
+        }
+        panic!("notice connection closed");
+    }
+    async fn give_back(&self, name: Self::Held) {
+        let mut data = self.data.clone();
+        let _: i64 = FLOOR_RELEASE
+            .key(&name)
+            .key(format!("{name}:queue"))
+            .arg(&self.token)
+            .arg(30_000)
+            .invoke_async(&mut data)
+            .await
+            .unwrap();
+    }
+}
+
 /// The median of each figure over repeated runs (lost updates: their sum).
 fn summarize(runs: &[Contended]) -> Contended {
     let pick = |f: fn(&Contended) -> f64| median(&mut runs.iter().map(f).collect::<Vec<_>>());
@@ -272,7 +370,7 @@ async fn compare<A, B, C, TA, TB, TC, RA, RB, RC>(
     ours: A,
     fifo: B,
     peer: C,
-) -> String
+) -> [String; 2]
 where
     A: Fn(String) -> TA,
     B: Fn(String) -> TB,
@@ -285,25 +383,39 @@ where
     RC: Locker + Send + 'static,
 {
     let (mut default_runs, mut fair_runs, mut peer_runs) = (Vec::new(), Vec::new(), Vec::new());
+    let mut floor_runs = Vec::new();
     let (mut default_ratios, mut fair_ratios) = (Vec::new(), Vec::new());
+    let (mut floor_ratios, mut default_floor_ratios) = (Vec::new(), Vec::new());
     let tag = if setting.is_empty() { "own" } else { "shared" };
+    let floor = |url: String| async move { HandoffFloor::connect(&url).await };
     for rep in 0..config.reps {
         let name = |who: &str| format!("bench:{who}:{tag}:{workers}:{rep}");
         let default = contended(config, workers, &name("ours"), &ours).await;
         let fair = contended(config, workers, &name("fair"), &fifo).await;
         let theirs = contended(config, workers, &name("peer"), &peer).await;
+        let least = contended(config, workers, &name("floor"), floor).await;
         default_ratios.push(default.per_second / theirs.per_second);
         fair_ratios.push(fair.per_second / theirs.per_second);
+        floor_ratios.push(least.per_second / theirs.per_second);
+        default_floor_ratios.push(default.per_second / least.per_second);
         default_runs.push(default);
         fair_runs.push(fair);
         peer_runs.push(theirs);
+        floor_runs.push(least);
     }
     for (who, runs) in [
         ("lock-runtime", &default_runs),
         ("lock-runtime fair", &fair_runs),
         ("rslock", &peer_runs),
+        ("handoff floor by hand", &floor_runs),
     ] {
         let c = summarize(runs);
+        // The floor's workers always have their own connections.
+        let setting = if std::ptr::eq(runs, &floor_runs) {
+            ""
+        } else {
+            setting
+        };
         println!(
             "| {who}{setting} | {workers} | {:.0} | {} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} | {:.2} | {:.2} |",
             c.per_second,
@@ -322,13 +434,22 @@ where
         let high = ratios.iter().copied().fold(0.0, f64::max);
         format!("{low:.2}–{high:.2}")
     };
-    format!(
-        "throughput ÷ rslock at W = {workers}{setting}: default {:.2} (reps {}), fair {:.2} (reps {})",
-        median(&mut default_ratios.clone()),
-        spread(&default_ratios),
-        median(&mut fair_ratios.clone()),
-        spread(&fair_ratios),
-    )
+    [
+        format!(
+            "throughput ÷ rslock at W = {workers}{setting}: default {:.2} (reps {}), fair {:.2} (reps {})",
+            median(&mut default_ratios.clone()),
+            spread(&default_ratios),
+            median(&mut fair_ratios.clone()),
+            spread(&fair_ratios),
+        ),
+        format!(
+            "handoff floor at W = {workers}{setting}: floor ÷ rslock {:.2} (reps {}), default ÷ floor {:.2} (reps {})",
+            median(&mut floor_ratios.clone()),
+            spread(&floor_ratios),
+            median(&mut default_floor_ratios.clone()),
+            spread(&default_floor_ratios),
+        ),
+    ]
 }
 
 /// CPU seconds this process has used.
@@ -451,6 +572,10 @@ async fn run(pin: bool) {
     }
     if part("contended") {
         contended_tables(&config).await;
+    }
+    if let Ok(solo) = std::env::var("BENCH_SOLO") {
+        solo_run(&config, &solo).await;
+        return;
     }
     if part("scale") {
         scale(&config).await;
@@ -595,7 +720,7 @@ async fn contended_tables(config: &Config) {
             |url: String| async move { Peer(rslock::LockManager::new(vec![url])) },
         )
         .await;
-        ratio_lines.push(line);
+        ratio_lines.extend(line);
     }
     let shared = LockClient::connect(&config.url).await.unwrap();
     let shared_peer = rslock::LockManager::new(vec![config.url.clone()]);
@@ -618,11 +743,79 @@ async fn contended_tables(config: &Config) {
             },
         )
         .await;
-        ratio_lines.push(line);
+        ratio_lines.extend(line);
     }
     for line in ratio_lines {
         println!("{line}");
     }
+}
+
+/// One contender alone for `BENCH_SOLO_SECS` (default 10) s, to profile it
+/// (`strace -c`, `perf`): `BENCH_SOLO=<ours|fair|rslock>:<workers>[:shared]`.
+async fn solo_run(config: &Config, solo: &str) {
+    let mut parts = solo.split(':');
+    let who = parts.next().unwrap_or_default().to_owned();
+    let workers: usize = parts.next().and_then(|w| w.parse().ok()).unwrap_or(16);
+    let shared = parts.next() == Some("shared");
+    let secs: u64 = std::env::var("BENCH_SOLO_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    let config = Config {
+        url: config.url.clone(),
+        reps: 1,
+        ops: 0,
+        contended_for: Duration::from_secs(secs),
+    };
+    let options = LockOptions::new(Duration::from_secs(30)).fair(who == "fair");
+    let client = LockClient::connect(&config.url).await.unwrap();
+    let manager = rslock::LockManager::new(vec![config.url.clone()]);
+    let name = format!("bench:solo:{who}");
+    let c = if who == "floor" {
+        contended(&config, workers, &name, |url: String| async move {
+            HandoffFloor::connect(&url).await
+        })
+        .await
+    } else if who == "rslock" {
+        contended(&config, workers, &name, |url: String| {
+            let manager = manager.clone();
+            async move {
+                Peer(if shared {
+                    manager
+                } else {
+                    rslock::LockManager::new(vec![url])
+                })
+            }
+        })
+        .await
+    } else {
+        contended(&config, workers, &name, |url: String| {
+            let (client, options) = (client.clone(), options.clone());
+            async move {
+                Ours(
+                    if shared {
+                        client
+                    } else {
+                        LockClient::connect(&url).await.unwrap()
+                    },
+                    options,
+                )
+            }
+        })
+        .await
+    };
+    println!(
+        "{solo}: {:.0}/s, lost {}, fairness {:.2}, handoff p50 {:.2} p99 {:.2} ms, client {:.0} µs/acq, server {:.0} µs/acq, scripts {:.2}, notices {:.2}",
+        c.per_second,
+        c.lost_updates,
+        c.fairness,
+        c.handoff_p50_ms,
+        c.handoff_p99_ms,
+        c.client_cpu_us,
+        c.server_cpu_us,
+        c.scripts,
+        c.notices
+    );
 }
 
 /// 10,000 locks held at once by one process, heartbeats running.
