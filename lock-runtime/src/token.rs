@@ -20,13 +20,29 @@ pub(crate) fn new_token(name: &str) -> Result<String, LockError> {
     Ok(token)
 }
 
-/// A uniformly random number in `0..bound` for jitter; falls back to 0 if the OS
-/// generator fails (jitter is an optimisation, never needed for safety).
+/// A random number in `0..bound` for jitter, from a per-thread xorshift generator
+/// seeded once from the OS (jitter is an optimisation, never needed for safety,
+/// so it need not cost a system call per wait as a token does).
 pub(crate) fn jitter(bound: u64) -> u64 {
+    thread_local! {
+        static STATE: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
     if bound == 0 {
         return 0;
     }
-    getrandom::u64().map(|r| r % bound).unwrap_or(0)
+    STATE.with(|state| {
+        let mut x = state.get();
+        if x == 0 {
+            // Any non-zero seed works; the fallback only loses the spread between
+            // processes.
+            x = getrandom::u64().unwrap_or(0x9e37_79b9_7f4a_7c15) | 1;
+        }
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        state.set(x);
+        x % bound
+    })
 }
 
 #[cfg(test)]
@@ -59,5 +75,14 @@ mod tests {
             16,
             "all 16 digits appear in 6,400 random digits"
         );
+    }
+
+    #[test]
+    fn jitter_stays_below_its_bound_and_spreads() {
+        assert_eq!(jitter(0), 0);
+        let draws: Vec<u64> = (0..1_000).map(|_| jitter(10)).collect();
+        assert!(draws.iter().all(|d| *d < 10));
+        let distinct: std::collections::HashSet<_> = draws.into_iter().collect();
+        assert_eq!(distinct.len(), 10, "every value of 0..10 in 1,000 draws");
     }
 }
