@@ -24,8 +24,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{ProtocolVersion, PushInfo, PushKind, Value};
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, ProtocolVersion, PushInfo, PushKind, Value};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -114,9 +114,11 @@ pub(crate) struct Notices {
     healthy: Arc<AtomicBool>,
     /// True once the channel's SUBSCRIBE was confirmed (it stays subscribed).
     subscribed: AtomicBool,
-    /// The pub/sub connection, made and subscribed on first need; `true` once the
-    /// SUBSCRIBE was confirmed.
-    connection: tokio::sync::Mutex<Option<(ConnectionManager, bool)>>,
+    /// The pub/sub connection, made and subscribed on first need (and made again
+    /// after it drops); `true` once the SUBSCRIBE was confirmed. A plain
+    /// multiplexed connection, not a `ConnectionManager`: the manager forwards
+    /// every push through a task of its own, one more hop on each handoff.
+    connection: tokio::sync::Mutex<Option<(MultiplexedConnection, bool)>>,
 }
 
 impl std::fmt::Debug for Notices {
@@ -213,23 +215,32 @@ impl Notices {
 
     async fn ensure_subscribed(self: &Arc<Self>) -> bool {
         let mut connection = self.connection.lock().await;
+        self.subscribe_on(&mut connection).await
+    }
+
+    /// Makes the pub/sub connection if there is none, and subscribes the channel
+    /// on it if that is not yet confirmed.
+    async fn subscribe_on(
+        self: &Arc<Self>,
+        connection: &mut Option<(MultiplexedConnection, bool)>,
+    ) -> bool {
         if connection.is_none() {
             match self.connect().await {
-                Ok(manager) => *connection = Some((manager, false)),
+                Ok(made) => *connection = Some((made, false)),
                 Err(error) => {
                     tracing::warn!(%error, "lock notices unavailable; waiters will poll");
                     return false;
                 }
             }
         }
-        let Some((manager, subscribed)) = connection.as_mut() else {
+        let Some((made, subscribed)) = connection.as_mut() else {
             return false;
         };
         if *subscribed {
             return true;
         }
         let channel = self.channel.as_str();
-        match tokio::time::timeout(self.connect_timeout, manager.subscribe(channel)).await {
+        match tokio::time::timeout(self.connect_timeout, made.subscribe(channel)).await {
             Ok(Ok(())) => {
                 *subscribed = true;
                 self.subscribed.store(true, Ordering::Release);
@@ -246,7 +257,7 @@ impl Notices {
         }
     }
 
-    async fn connect(self: &Arc<Self>) -> redis::RedisResult<ConnectionManager> {
+    async fn connect(self: &Arc<Self>) -> redis::RedisResult<MultiplexedConnection> {
         let info = self.redis.get_connection_info().clone();
         let settings = info
             .redis_settings()
@@ -256,23 +267,25 @@ impl Notices {
         let registry = Arc::clone(&self.registry);
         let notices = Arc::downgrade(self);
         let runtime = self.runtime.clone();
-        let config = ConnectionManagerConfig::new()
+        let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.connect_timeout))
+            .set_response_timeout(Some(self.connect_timeout))
             .set_push_sender(move |push: PushInfo| {
                 if push.kind == PushKind::Disconnection
                     && let Some(notices) = notices.upgrade()
                 {
                     notices.healthy.store(false, Ordering::Release);
-                    runtime.spawn(resubscribe(Arc::downgrade(&notices)));
+                    spawn_resubscribe(&runtime, Arc::downgrade(&notices));
                 }
                 dispatch(&registry, push);
                 Ok::<(), redis::aio::SendError>(())
-            })
-            .set_automatic_resubscription();
+            });
         // Made on the client's own runtime, so the connection outlives the waiter's.
-        let connect = self
-            .runtime
-            .spawn(async move { ConnectionManager::new_with_config(client, config).await });
+        let connect = self.runtime.spawn(async move {
+            client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await
+        });
         match tokio::time::timeout(self.connect_timeout, connect).await {
             Ok(Ok(result)) => result,
             Ok(Err(join_error)) => Err(redis::RedisError::from((
@@ -288,32 +301,30 @@ impl Notices {
     }
 }
 
-/// After the pub/sub connection dropped: subscribe the channel again (idempotent
-/// beside the manager's own resubscription, but confirmed), then mark notices
-/// healthy and wake all waiters to retry once, since a notice may have been missed
-/// while the connection was down.
+/// Starts [`resubscribe`]; a plain function, so that the connection's push handler
+/// (made by `connect`, which `resubscribe` calls) does not name its future type.
+fn spawn_resubscribe(runtime: &tokio::runtime::Handle, notices: Weak<Notices>) {
+    runtime.spawn(resubscribe(notices));
+}
+
+/// After the pub/sub connection dropped: make a new one and subscribe the channel
+/// on it (retrying with backoff), then mark notices healthy and wake all waiters
+/// to retry once, since a notice may have been missed while the connection was
+/// down.
 async fn resubscribe(notices: Weak<Notices>) {
     let mut pause = Duration::from_millis(50);
+    let mut dropped = true;
     loop {
         let Some(strong) = notices.upgrade() else {
             return;
         };
         let done = {
             let mut connection = strong.connection.lock().await;
-            match connection.as_mut() {
-                None => true,
-                Some((manager, subscribed)) => {
-                    *subscribed = matches!(
-                        tokio::time::timeout(
-                            strong.connect_timeout,
-                            manager.subscribe(strong.channel.as_str())
-                        )
-                        .await,
-                        Ok(Ok(()))
-                    );
-                    *subscribed
-                }
+            if std::mem::take(&mut dropped) {
+                // The dropped connection's own; its replacement is made below.
+                *connection = None;
             }
+            strong.subscribe_on(&mut connection).await
         };
         if done {
             strong.healthy.store(true, Ordering::Release);
