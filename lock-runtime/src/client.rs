@@ -691,11 +691,8 @@ impl LockClient {
         // dead waiter is handed the lock at most once, and holds up the others by
         // at most its own ttl. Zero: do not queue (try once).
         let place = if queue { millis(options.ttl) } else { 0 };
-        let mut invocation = scripts::ACQUIRE.key(key);
-        invocation
-            .key(fence_key(key))
-            .key(queue_key(key))
-            .key(waiters_key(key))
+        let mut cmd = scripts::evalsha(&scripts::ACQUIRE, 4);
+        lock_keys(&mut cmd, key)
             .arg(token)
             .arg(millis(options.ttl))
             .arg(fence_lifetime)
@@ -703,8 +700,7 @@ impl LockClient {
             .arg(number)
             .arg(if options.fair { "1" } else { "0" })
             .arg(self.inner.notices.channel());
-        let (acquired, value): (i64, i64) = invocation
-            .invoke_async(&mut connection)
+        let (acquired, value): (i64, i64) = scripts::run(&scripts::ACQUIRE, &cmd, &mut connection)
             .await
             .map_err(redis_error)?;
         Ok(if acquired == 1 {
@@ -726,11 +722,9 @@ impl LockClient {
         ttl: Duration,
     ) -> Result<bool, LockError> {
         let mut connection = self.inner.connection.clone();
-        let extended: i64 = scripts::EXTEND
-            .key(&lease.key)
-            .arg(&lease.token)
-            .arg(millis(ttl))
-            .invoke_async(&mut connection)
+        let mut cmd = scripts::evalsha(&scripts::EXTEND, 1);
+        cmd.arg(&lease.key).arg(&lease.token).arg(millis(ttl));
+        let extended: i64 = scripts::run(&scripts::EXTEND, &cmd, &mut connection)
             .await
             .map_err(|source| LockError::Redis {
                 name: lease.name.clone(),
@@ -795,15 +789,12 @@ impl LockClient {
             notices: &self.inner.notices,
             answered: false,
         };
-        let (released, own_notices): (i64, Vec<String>) = scripts::RELEASE
-            .key(key)
-            .key(fence_key(key))
-            .key(queue_key(key))
-            .key(waiters_key(key))
+        let mut cmd = scripts::evalsha(&scripts::RELEASE, 4);
+        lock_keys(&mut cmd, key)
             .arg(token)
-            .arg(self.inner.notices.channel())
-            .invoke_async(&mut connection)
-            .await?;
+            .arg(self.inner.notices.channel());
+        let (released, own_notices): (i64, Vec<String>) =
+            scripts::run(&scripts::RELEASE, &cmd, &mut connection).await?;
         reply.answered = true;
         // Notices for this client's own waiters, handed back instead of published.
         for notice in &own_notices {
@@ -961,6 +952,15 @@ pub(crate) fn after_release<T>(released: Result<(), LockError>, output: T) -> Re
 }
 
 /// The FIFO queue of lock `key` (same hash slot).
+/// Appends the four keys of lock `key` that the acquire and release scripts take:
+/// the lock, its fence counter, its wait queue and its waiters' entries.
+fn lock_keys<'a>(cmd: &'a mut redis::Cmd, key: &str) -> &'a mut redis::Cmd {
+    cmd.arg(key)
+        .arg(fence_key(key))
+        .arg(queue_key(key))
+        .arg(waiters_key(key))
+}
+
 fn queue_key(key: &str) -> String {
     [key, ":queue"].concat()
 }

@@ -1,10 +1,37 @@
 //! The Lua scripts that make every lock operation one atomic round trip.
 //!
-//! Each is a `redis::Script` built once and invoked by SHA (`EVALSHA`), with the
-//! redis crate's fallback to loading it after a `NOSCRIPT` (e.g. a server restart).
+//! Each is a `redis::Script` built once and invoked by SHA (`EVALSHA`, see
+//! [`run`]), loaded after a `NOSCRIPT` (e.g. a server restart).
 //! Lock names reach Redis only as `KEYS`/`ARGV`, never inside script text.
 
 use std::sync::LazyLock;
+
+/// An `EVALSHA` of `script` with `keys` keys; its keys and arguments follow as
+/// `arg`s, written straight into the one command buffer (a `ScriptInvocation`
+/// copies each of them twice, and lock operations are all script calls).
+pub(crate) fn evalsha(script: &redis::Script, keys: usize) -> redis::Cmd {
+    let mut cmd = redis::Cmd::with_capacity(3 + keys + 7, 160);
+    cmd.arg("EVALSHA").arg(script.get_hash()).arg(keys);
+    cmd
+}
+
+/// Sends `cmd` (made by [`evalsha`] for `script`); after a `NOSCRIPT` (a server
+/// restarted or flushed its scripts) loads the script and sends it once more.
+pub(crate) async fn run<T: redis::FromRedisValue>(
+    script: &redis::Script,
+    cmd: &redis::Cmd,
+    connection: &mut impl redis::aio::ConnectionLike,
+) -> redis::RedisResult<T> {
+    match cmd.query_async(connection).await {
+        Err(error)
+            if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+        {
+            script.load_async(connection).await?;
+            cmd.query_async(connection).await
+        }
+        other => other,
+    }
+}
 
 /// Acquire, in either mode.
 ///

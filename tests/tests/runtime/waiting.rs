@@ -142,6 +142,49 @@ async fn the_client_recovers_after_a_server_restart() {
     assert_eq!(outcome.unwrap(), 1);
 }
 
+/// Every script is loaded again after `SCRIPT FLUSH` (as after a restart, but with
+/// the connection kept): the acquire, extend and release each meet `NOSCRIPT` once.
+#[tokio::test]
+async fn scripts_flushed_from_the_server_are_loaded_again() {
+    let server = RedisServer::start();
+    let locks = client(&server.url()).await;
+    let flush = || {
+        let () = redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query(&mut server.connection())
+            .unwrap();
+    };
+    let scripts_loaded = || server.command_calls("script|load");
+    let loaded = scripts_loaded();
+    // Fencing takes the script path (no plain SET NX).
+    let guard = locks
+        .acquire("flushed", &ttl(600).fencing(true))
+        .await
+        .unwrap();
+    assert_eq!(scripts_loaded() - loaded, 1, "the acquire script loaded");
+    flush();
+    // The heartbeat's next extend (every 200 ms) meets NOSCRIPT, loads, extends.
+    crate::until("the extend script loaded", || {
+        scripts_loaded() - loaded == 2
+    })
+    .await;
+    let extends = server.command_calls("pexpire");
+    crate::until("the lease extended after the flush", || {
+        server.command_calls("pexpire") > extends
+    })
+    .await;
+    assert!(guard.is_held(), "the lease survived the flush");
+    assert!(crate::pttl(&server, &locks.key_for("flushed")) > 0);
+    flush();
+    guard.release().await.unwrap();
+    assert_eq!(scripts_loaded() - loaded, 3, "the release script loaded");
+    assert_eq!(
+        crate::pttl(&server, &locks.key_for("flushed")),
+        -2,
+        "released"
+    );
+}
+
 /// An acquire dropped while its request is in flight (here: queued on a paused
 /// server) must not leave the lock held until its ttl once the request lands.
 #[tokio::test]
