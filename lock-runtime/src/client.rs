@@ -951,28 +951,20 @@ pub(crate) fn after_release<T>(released: Result<(), LockError>, output: T) -> Re
     }
 }
 
-/// The FIFO queue of lock `key` (same hash slot).
-/// Appends the four keys of lock `key` that the acquire and release scripts take:
-/// the lock, its fence counter, its wait queue and its waiters' entries.
+/// Appends the four keys of lock `key` that the acquire and release scripts take,
+/// all in its hash slot: the lock, its fencing counter (`:fence`), its FIFO wait
+/// queue (`:queue`) and its waiters' entries (`:waiters`). The derived names are
+/// built in one buffer, as this runs on every contended acquire and release.
 fn lock_keys<'a>(cmd: &'a mut redis::Cmd, key: &str) -> &'a mut redis::Cmd {
-    cmd.arg(key)
-        .arg(fence_key(key))
-        .arg(queue_key(key))
-        .arg(waiters_key(key))
-}
-
-fn queue_key(key: &str) -> String {
-    [key, ":queue"].concat()
-}
-
-/// The FIFO waiters' deadlines of lock `key` (same hash slot).
-fn waiters_key(key: &str) -> String {
-    [key, ":waiters"].concat()
-}
-
-/// The fencing counter of lock `key` (same hash slot).
-fn fence_key(key: &str) -> String {
-    [key, ":fence"].concat()
+    cmd.arg(key);
+    let mut derived = String::with_capacity(key.len() + ":waiters".len());
+    for suffix in [":fence", ":queue", ":waiters"] {
+        derived.clear();
+        derived.push_str(key);
+        derived.push_str(suffix);
+        cmd.arg(derived.as_str());
+    }
+    cmd
 }
 
 fn millis(duration: Duration) -> u64 {
