@@ -100,6 +100,24 @@ struct Contended {
     notices: f64,
 }
 
+impl Contended {
+    /// The figures as the contended table's cells, after its name and workers.
+    fn cells(&self) -> String {
+        format!(
+            "{:.0} | {} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} | {:.2} | {:.2}",
+            self.per_second,
+            self.lost_updates,
+            self.fairness,
+            self.handoff_p50_ms,
+            self.handoff_p99_ms,
+            self.client_cpu_us,
+            self.server_cpu_us,
+            self.scripts,
+            self.notices
+        )
+    }
+}
+
 /// `workers` tasks take one lock in a loop; the critical section is GET then SET+1.
 /// `take` acquires (returning an opaque release future maker).
 async fn contended<L, T, R>(config: &Config, workers: usize, name: &str, make: L) -> Contended
@@ -309,19 +327,24 @@ impl HandoffFloor {
     }
 }
 
-impl Locker for HandoffFloor {
-    type Held = String;
-    async fn take(&self, name: &str) -> Self::Held {
-        let mut data = self.data.clone();
-        let taken: i64 = FLOOR_ACQUIRE
+impl HandoffFloor {
+    /// Runs one of the floor's scripts on lock `name` (30 s ttl) for this worker.
+    async fn call(&self, script: &redis::Script, name: &str) -> i64 {
+        script
             .key(name)
             .key(format!("{name}:queue"))
             .arg(&self.token)
             .arg(30_000)
-            .invoke_async(&mut data)
+            .invoke_async(&mut self.data.clone())
             .await
-            .unwrap();
-        if taken == 1 {
+            .unwrap()
+    }
+}
+
+impl Locker for HandoffFloor {
+    type Held = String;
+    async fn take(&self, name: &str) -> Self::Held {
+        if self.call(&FLOOR_ACQUIRE, name).await == 1 {
             return name.to_owned();
         }
         let mut notices = self.notices.lock().await;
@@ -333,15 +356,7 @@ impl Locker for HandoffFloor {
         panic!("notice connection closed");
     }
     async fn give_back(&self, name: Self::Held) {
-        let mut data = self.data.clone();
-        let _: i64 = FLOOR_RELEASE
-            .key(&name)
-            .key(format!("{name}:queue"))
-            .arg(&self.token)
-            .arg(30_000)
-            .invoke_async(&mut data)
-            .await
-            .unwrap();
+        self.call(&FLOOR_RELEASE, &name).await;
     }
 }
 
@@ -416,18 +431,7 @@ where
         } else {
             setting
         };
-        println!(
-            "| {who}{setting} | {workers} | {:.0} | {} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} | {:.2} | {:.2} |",
-            c.per_second,
-            c.lost_updates,
-            c.fairness,
-            c.handoff_p50_ms,
-            c.handoff_p99_ms,
-            c.client_cpu_us,
-            c.server_cpu_us,
-            c.scripts,
-            c.notices
-        );
+        println!("| {who}{setting} | {workers} | {} |", c.cells());
     }
     let spread = |ratios: &[f64]| {
         let low = ratios.iter().copied().fold(f64::INFINITY, f64::min);
@@ -804,18 +808,7 @@ async fn solo_run(config: &Config, solo: &str) {
         })
         .await
     };
-    println!(
-        "{solo}: {:.0}/s, lost {}, fairness {:.2}, handoff p50 {:.2} p99 {:.2} ms, client {:.0} µs/acq, server {:.0} µs/acq, scripts {:.2}, notices {:.2}",
-        c.per_second,
-        c.lost_updates,
-        c.fairness,
-        c.handoff_p50_ms,
-        c.handoff_p99_ms,
-        c.client_cpu_us,
-        c.server_cpu_us,
-        c.scripts,
-        c.notices
-    );
+    println!("| {solo} | {workers} | {} |", c.cells());
 }
 
 /// 10,000 locks held at once by one process, heartbeats running.

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lock_runtime::{LockClient, LockError, LockOptions, Wait};
+use lock_runtime::{LockClient, LockError, LockGuard, LockOptions, Wait};
 use tests::RedisServer;
 use tokio::time::Instant;
 
@@ -255,6 +255,33 @@ async fn fair_try_once_does_not_queue() {
     assert_eq!(exists, 0, "released with nobody waiting: deleted");
 }
 
+/// A waiter's acquire, started in a task: when it got the lock, and the guard.
+type Waiting = tokio::task::JoinHandle<Result<(Instant, LockGuard), LockError>>;
+
+/// Starts `locks.acquire(name, &options)` in a task.
+fn start_waiting(locks: LockClient, name: &'static str, options: LockOptions) -> Waiting {
+    tokio::spawn(async move {
+        locks
+            .acquire(name, &options)
+            .await
+            .map(|guard| (Instant::now(), guard))
+    })
+}
+
+/// Releases `guard` and returns the lock `wait` then gets, which must come within
+/// 500 ms of the release (a handoff, not a poll).
+async fn hand_over(name: &str, guard: LockGuard, wait: Waiting) -> LockGuard {
+    let released = Instant::now();
+    guard.release().await.unwrap();
+    let (acquired, handed) = wait.await.unwrap().unwrap();
+    assert!(
+        acquired - released < Duration::from_millis(500),
+        "{name}: handed over after {:?}",
+        acquired - released
+    );
+    handed
+}
+
 /// A waiter with a short ttl does not shorten the queue's life for the others: a
 /// long-ttl waiter keeps its place after the short one came and went.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -264,12 +291,7 @@ async fn a_short_lived_waiter_does_not_expire_the_queue_for_the_others() {
         let holder = client(&server.url()).await;
         let guard = holder.acquire(name, &mode(fair, 10_000)).await.unwrap();
         let patient = client(&server.url()).await;
-        let wait = tokio::spawn(async move {
-            patient
-                .acquire(name, &mode(fair, 10_000))
-                .await
-                .map(|guard| (Instant::now(), guard))
-        });
+        let wait = start_waiting(patient, name, mode(fair, 10_000));
         until_queued(&server, &holder, name, 1).await;
         let brief = client(&server.url()).await;
         let gave_up = brief
@@ -289,15 +311,7 @@ async fn a_short_lived_waiter_does_not_expire_the_queue_for_the_others() {
             1,
             "{name}: the queue expired"
         );
-        let released = Instant::now();
-        guard.release().await.unwrap();
-        let (acquired, handed) = wait.await.unwrap().unwrap();
-        assert!(
-            acquired - released < Duration::from_millis(500),
-            "{name}: handed over after {:?}",
-            acquired - released
-        );
-        handed.release().await.unwrap();
+        hand_over(name, guard, wait).await.release().await.unwrap();
     }
 }
 
@@ -370,12 +384,7 @@ async fn passes_over_lapsed(
         lapse("lapsed-behind", ahead[0].1 + 1);
     }
     let second = client(&server.url()).await;
-    let second_wait = tokio::spawn(async move {
-        second
-            .acquire(name, &mode(fair, 10_000))
-            .await
-            .map(|guard| (Instant::now(), guard))
-    });
+    let second_wait = start_waiting(second, name, mode(fair, 10_000));
     until_queued(server, &holder, name, 3).await;
     let published = server.command_calls("publish");
     let released = Instant::now();
@@ -408,14 +417,10 @@ async fn passes_over_lapsed(
         2,
         "{name}: notices published"
     );
-    let released = Instant::now();
-    handed.release().await.unwrap();
-    let (acquired, last) = second_wait.await.unwrap().unwrap();
-    assert!(
-        acquired - released < Duration::from_millis(500),
-        "{name}: the second waiter had the lock {:?} after the release",
-        acquired - released
-    );
-    last.release().await.unwrap();
+    hand_over(name, handed, second_wait)
+        .await
+        .release()
+        .await
+        .unwrap();
     assert_eq!(queued(server, &holder, name), 0, "{name}: queue at the end");
 }
