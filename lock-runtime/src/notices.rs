@@ -322,12 +322,20 @@ async fn resubscribe(notices: Weak<Notices>) {
             let mut connection = strong.connection.lock().await;
             if std::mem::take(&mut dropped) {
                 // The dropped connection's own; its replacement is made below.
+                // Unhealthy until then, even if an earlier resubscription (of a
+                // connection since dropped too) marked it healthy.
                 *connection = None;
+                strong.healthy.store(false, Ordering::Release);
             }
-            strong.subscribe_on(&mut connection).await
+            let done = strong.subscribe_on(&mut connection).await;
+            // Marked under the lock, so a later drop's task, which takes it next,
+            // has the last word.
+            if done {
+                strong.healthy.store(true, Ordering::Release);
+            }
+            done
         };
         if done {
-            strong.healthy.store(true, Ordering::Release);
             wake_all(&lock_registry(&strong.registry));
             return;
         }

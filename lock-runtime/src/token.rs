@@ -33,9 +33,14 @@ pub(crate) fn jitter(bound: u64) -> u64 {
     STATE.with(|state| {
         let mut x = state.get();
         if x == 0 {
-            // Any non-zero seed works; the fallback only loses the spread between
-            // processes.
-            x = getrandom::u64().unwrap_or(0x9e37_79b9_7f4a_7c15) | 1;
+            // Any non-zero seed works; without the OS generator, the clock and
+            // this thread's state address still spread processes and threads.
+            x = getrandom::u64().unwrap_or_else(|_| {
+                let nanos = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |since| since.as_nanos() as u64);
+                nanos ^ (std::ptr::from_ref(state) as usize as u64).rotate_left(32)
+            }) | 1;
         }
         x ^= x << 13;
         x ^= x >> 7;
