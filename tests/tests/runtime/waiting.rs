@@ -276,6 +276,20 @@ fn queued(server: &RedisServer, locks: &LockClient, name: &str) -> i64 {
         .unwrap()
 }
 
+/// The ids of the server's pub/sub clients (`CLIENT LIST TYPE pubsub`).
+fn pubsub_clients(server: &RedisServer) -> Vec<String> {
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query(&mut server.connection())
+        .unwrap();
+    list.lines()
+        .filter_map(|line| line.split(' ').next()?.strip_prefix("id="))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// After the pub/sub connection is killed, the client resubscribes and release
 /// notices wake waiters promptly again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -293,7 +307,12 @@ async fn notices_survive_a_dropped_pubsub_connection() {
             acquired
         })
     };
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The waiter has queued and subscribed its client's channel.
+    until("the waiter subscribed", || {
+        pubsub_clients(&server).len() == 1
+    })
+    .await;
+    let before = pubsub_clients(&server);
     let killed: i64 = redis::cmd("CLIENT")
         .arg("KILL")
         .arg("TYPE")
@@ -301,8 +320,12 @@ async fn notices_survive_a_dropped_pubsub_connection() {
         .query(&mut server.connection())
         .unwrap();
     assert_eq!(killed, 1, "the waiter's client has one pub/sub connection");
-    // Let the reconnect and resubscription happen, and the waiter back off.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The client makes a new connection and subscribes the channel on it.
+    until("the channel subscribed on a new connection", || {
+        let now = pubsub_clients(&server);
+        now.len() == 1 && now != before && notice_channels(&server).len() == 1
+    })
+    .await;
     let released = Instant::now();
     guard.release().await.unwrap();
     let latency = wait.await.unwrap() - released;
