@@ -219,14 +219,20 @@ where
     }
 }
 
-/// CPU seconds the server has used (`INFO cpu`), to say where the time goes.
-async fn server_cpu_seconds(data: &mut redis::aio::MultiplexedConnection) -> f64 {
-    let info: String = redis::cmd("INFO")
-        .arg("cpu")
+/// One section of the server's `INFO`.
+async fn info(data: &mut redis::aio::MultiplexedConnection, section: &str) -> String {
+    redis::cmd("INFO")
+        .arg(section)
         .query_async(data)
         .await
-        .unwrap();
-    info.lines()
+        .unwrap()
+}
+
+/// CPU seconds the server has used (`INFO cpu`), to say where the time goes.
+async fn server_cpu_seconds(data: &mut redis::aio::MultiplexedConnection) -> f64 {
+    info(data, "cpu")
+        .await
+        .lines()
         .filter(|line| line.starts_with("used_cpu_sys:") || line.starts_with("used_cpu_user:"))
         .filter_map(|line| line.split(':').nth(1)?.trim().parse::<f64>().ok())
         .sum()
@@ -479,12 +485,9 @@ fn cpu_seconds() -> f64 {
 /// How many times the server ran the given commands (`INFO commandstats`, e.g.
 /// `evalsha`), counting calls made from inside scripts too.
 async fn calls_of(data: &mut redis::aio::MultiplexedConnection, commands: &[&str]) -> f64 {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(data)
+    info(data, "commandstats")
         .await
-        .unwrap();
-    info.lines()
+        .lines()
         .filter(|line| {
             commands
                 .iter()
