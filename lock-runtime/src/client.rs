@@ -12,6 +12,7 @@ use tokio_util::task::AbortOnDropHandle;
 use crate::guard::{LockGuard, LockHandle};
 use crate::heartbeat::keep_alive;
 use crate::lease::{Lease, valid_until};
+use crate::local::{Entry, Given, Handover, Lines, Turn, Waiter};
 use crate::notices::{Handoff, Notices, Subscription};
 use crate::token::{jitter, new_token};
 use crate::{LockError, LockOptions, LostReason, OnLost, Wait, scripts};
@@ -74,6 +75,8 @@ struct Inner {
     prefix: String,
     notices: Arc<Notices>,
     contention: Contention,
+    /// Where this client's tasks wait for a lock another of them is after.
+    lines: Arc<Lines>,
     runtime: tokio::runtime::Handle,
 }
 
@@ -276,6 +279,7 @@ impl LockClientBuilder {
                 prefix: self.prefix,
                 notices,
                 contention: Contention::default(),
+                lines: Arc::default(),
                 runtime,
             }),
         })
@@ -291,6 +295,9 @@ pub(crate) enum Released {
     Ended,
     /// Handed it to the next queued waiter.
     HandedOn,
+    /// Took it for the next task of this client in line (no other process's
+    /// waiter was queued), with this fencing token when that task asked for one.
+    HandedHere { fence: Option<u64> },
 }
 
 /// The outcome of one acquire attempt.
@@ -372,10 +379,32 @@ impl LockClient {
         [self.inner.prefix.as_str(), "{", name, "}"].concat()
     }
 
+    /// How many tasks of this client wait in line for lock `name`, behind the one
+    /// whose turn it is (which holds the lock, or waits for it in Redis).
+    ///
+    /// Waiting tasks of one client (default mode) line up in process: only the
+    /// first asks Redis, and each release offers the lock to the next in the
+    /// same request, unless another process's waiter is queued in Redis, which
+    /// then goes first. FIFO (`fair`) waiters all queue in Redis instead, and are
+    /// not counted here.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: lock_runtime::LockClient) {
+    /// // e.g. as a gauge in your metrics
+    /// let behind: usize = client.tasks_in_line("invoice:42");
+    /// # let _ = behind;
+    /// # }
+    /// ```
+    pub fn tasks_in_line(&self, name: &str) -> usize {
+        self.inner.lines.waiting(&self.key_for(name))
+    }
+
     /// Takes the lock `name` on the terms of `options`, waiting as they say.
     ///
     /// On success the returned guard keeps the lease alive in the background until it
-    /// is released or dropped. Errors: [`LockError::Busy`] (try once),
+    /// is released or dropped. While another task of this client wants the same
+    /// lock, this one waits in line behind it in process (default mode; see
+    /// [`tasks_in_line`](Self::tasks_in_line)). Errors: [`LockError::Busy`] (try once),
     /// [`LockError::Timeout`] (bounded wait), [`LockError::InvalidName`],
     /// [`LockError::Config`], [`LockError::Redis`].
     pub async fn acquire(&self, name: &str, options: &LockOptions) -> Result<LockGuard, LockError> {
@@ -395,6 +424,51 @@ impl LockClient {
             Wait::For(wait) => Some(started.checked_add(wait).unwrap_or(started + FOREVER)),
             Wait::Forever => Some(started + FOREVER),
         };
+        // Of this client's tasks after this lock, one at a time asks Redis (see
+        // `local`). Trying once never waits in line; FIFO mode queues every
+        // waiter in Redis, in arrival order across processes.
+        let mut turn: Option<Turn> = None;
+        if let Some(deadline) = deadline.filter(|_| !options.fair) {
+            match self.inner.lines.enter(
+                &key,
+                &token.token,
+                millis(options.ttl),
+                fence_lifetime(options),
+            ) {
+                Entry::Turn(mine) => turn = Some(mine),
+                Entry::InLine(mut ticket) => {
+                    let given = tokio::time::timeout_at(deadline, ticket.given())
+                        .await
+                        .map_err(|_| self.timeout_error(name, started, None))?;
+                    match given {
+                        Some(Given::Turn(mine)) => turn = Some(mine),
+                        Some(Given::Lock(Handover {
+                            token: handed,
+                            fence,
+                            valid_from,
+                            turn: mine,
+                        })) => {
+                            token = handed;
+                            if fresh(valid_from, options.ttl) {
+                                return Ok(self.start_guard(
+                                    name,
+                                    token.settle(),
+                                    fence,
+                                    options,
+                                    (valid_from, started),
+                                    "lock handed over in process",
+                                    &runtime,
+                                    Some(mine),
+                                ));
+                            }
+                            // Too old to count on: the first attempt confirms it.
+                            turn = Some(mine);
+                        }
+                        None => {}
+                    }
+                }
+            }
+        }
         // A waiter must be registered for notices before the attempt that queues it
         // is sent, or a handoff answering that attempt could arrive unseen. For a
         // lock this client saw contended a moment ago, register now if the channel
@@ -454,6 +528,7 @@ impl LockClient {
                             (sent_at, started),
                             "lock acquired",
                             &runtime,
+                            turn.take(),
                         ));
                     }
                     // The answer came back after the lease's local deadline: it may
@@ -537,6 +612,7 @@ impl LockClient {
                         (valid_from, started),
                         "lock handed over",
                         &runtime,
+                        turn.take(),
                     ));
                 }
             }
@@ -617,6 +693,7 @@ impl LockClient {
         (valid_from, started): (Instant, Instant),
         how: &'static str,
         runtime: &tokio::runtime::Handle,
+        turn: Option<Turn>,
     ) -> LockGuard {
         tracing::debug!(
             lock = name,
@@ -631,6 +708,7 @@ impl LockClient {
             fence,
             options.ttl,
             (valid_from, Instant::now()),
+            turn,
         ));
         let heartbeat = AbortOnDropHandle::new(runtime.spawn(keep_alive(
             self.clone(),
@@ -682,11 +760,7 @@ impl LockClient {
             }
             self.inner.contention.mark(key);
         }
-        let fence_lifetime = if options.fencing {
-            millis(FENCE_KEY_LIFETIME.max(options.ttl.saturating_mul(2)))
-        } else {
-            0
-        };
+        let fence_lifetime = fence_lifetime(options);
         // A waiter's place in the queue is kept for one ttl without a refresh: a
         // dead waiter is handed the lock at most once, and holds up the others by
         // at most its own ttl. Zero: do not queue (try once).
@@ -737,10 +811,15 @@ impl LockClient {
     /// Ends a lease: compare-and-delete plus notice, or, before `min_hold` is over,
     /// compare-and-`PEXPIRE` to the end of `min_hold`. `Ok` says whether the lock
     /// was handed on; a lease that was no longer ours is [`LockError::Lost`].
+    ///
+    /// With the `turn` of this client's line for the lock, the release offers the
+    /// lock to the next task in line (taken for it if no other process's waiter
+    /// is queued), and the turn passes on, with the lock or alone.
     pub(crate) async fn release_lease(
         &self,
         lease: &Lease,
         min_hold: Option<Duration>,
+        mut turn: Option<Turn>,
     ) -> Result<Released, LockError> {
         let min_hold_left = min_hold
             .map(|min| {
@@ -760,14 +839,27 @@ impl LockClient {
                     Released::NotOurs
                 }
             }
-            None => self
-                .release_token(&lease.key, &lease.token)
-                .await
-                .map_err(|source| LockError::Redis {
-                    name: lease.name.clone(),
-                    action: "release",
-                    source,
-                })?,
+            None => {
+                let next = turn.as_mut().and_then(Turn::next_waiter);
+                let sent_at = Instant::now();
+                let released = self
+                    .release_token(&lease.key, &lease.token, next)
+                    .await
+                    .map_err(|source| LockError::Redis {
+                        name: lease.name.clone(),
+                        action: "release",
+                        source,
+                    })?;
+                if let (Released::HandedHere { fence }, Some(turn)) = (released, turn) {
+                    turn.hand_lock(|next, turn| Handover {
+                        token: UnsettledToken::holding(self, &lease.key, &next.token),
+                        fence,
+                        valid_from: sent_at,
+                        turn,
+                    });
+                }
+                released
+            }
         };
         if released != Released::NotOurs {
             tracing::debug!(lock = %lease.name, "lock released");
@@ -778,9 +870,15 @@ impl LockClient {
         }
     }
 
-    /// Compare-and-delete `token`, handing the lock to the next queued waiter, or
-    /// take a waiting token out of the queue.
-    async fn release_token(&self, key: &str, token: &str) -> redis::RedisResult<Released> {
+    /// Compare-and-delete `token`, handing the lock to the next queued waiter (or,
+    /// when none is queued, taking it for `next`, the next task of this client in
+    /// line), or take a waiting token out of the queue.
+    async fn release_token(
+        &self,
+        key: &str,
+        token: &str,
+        next: Option<&Waiter>,
+    ) -> redis::RedisResult<Released> {
         let mut connection = self.inner.connection.clone();
         // Notices for this client's own waiters come back in the reply: if it is
         // lost (an error, or this future dropped mid-request), wake them all, to
@@ -793,9 +891,21 @@ impl LockClient {
         lock_keys(&mut cmd, key)
             .arg(token)
             .arg(self.inner.notices.channel());
+        if let Some(next) = next {
+            cmd.arg(&next.token)
+                .arg(next.ttl_ms)
+                .arg(next.fence_lifetime_ms);
+        }
         let (released, own_notices): (i64, Vec<String>) =
             scripts::run(&scripts::RELEASE, &cmd, &mut connection).await?;
         reply.answered = true;
+        if released == 3 {
+            self.inner.contention.mark(key);
+            let fence = own_notices.first().and_then(|fence| fence.parse().ok());
+            return Ok(Released::HandedHere {
+                fence: fence.filter(|_| next.is_some_and(|next| next.fence_lifetime_ms > 0)),
+            });
+        }
         // Notices for this client's own waiters, handed back instead of published.
         for notice in &own_notices {
             self.inner.notices.deliver_here(notice);
@@ -806,7 +916,7 @@ impl LockClient {
             _ => Released::NotOurs,
         };
         match released {
-            Released::HandedOn => self.inner.contention.mark(key),
+            Released::HandedOn | Released::HandedHere { .. } => self.inner.contention.mark(key),
             Released::Ended => self.inner.contention.forget(key),
             Released::NotOurs => {}
         }
@@ -818,7 +928,7 @@ impl LockClient {
     fn spawn_release(&self, key: String, token: String) {
         let client = self.clone();
         self.inner.runtime.spawn(async move {
-            let _ = client.release_token(&key, &token).await;
+            let _ = client.release_token(&key, &token, None).await;
         });
     }
 }
@@ -830,7 +940,7 @@ impl LockClient {
 /// A busy attempt of a waiter queues the token, so it stays armed until the lock
 /// is ours, and dropping it (timeout, cancellation) leaves the queue, handing the
 /// lock on if a release had just handed it to us.
-struct UnsettledToken {
+pub(crate) struct UnsettledToken {
     client: LockClient,
     key: String,
     token: String,
@@ -845,6 +955,16 @@ impl UnsettledToken {
             token: new_token(name)?,
             armed: false,
         })
+    }
+
+    /// `token`, which a release has just made the holder of `key`.
+    fn holding(client: &LockClient, key: &str, token: &str) -> Self {
+        UnsettledToken {
+            client: client.clone(),
+            key: key.to_owned(),
+            token: token.to_owned(),
+            armed: true,
+        }
     }
 
     /// The key and token, for the guard that now owns the lease.
@@ -918,13 +1038,22 @@ fn handed_over(
     if handoff.attempt != attempt {
         return Handed::No;
     }
-    match valid_until(sent_at, options.ttl).checked_duration_since(Instant::now()) {
-        Some(left) if left >= options.ttl / 2 => Handed::Yes {
+    if fresh(sent_at, options.ttl) {
+        Handed::Yes {
             fence: handoff.fence,
             valid_from: sent_at,
-        },
-        _ => Handed::Stale,
+        }
+    } else {
+        Handed::Stale
     }
+}
+
+/// Whether a lease of `ttl` counted from `valid_from` has half its ttl left at
+/// least: enough to hand a task without confirming it first.
+fn fresh(valid_from: Instant, ttl: Duration) -> bool {
+    valid_until(valid_from, ttl)
+        .checked_duration_since(Instant::now())
+        .is_some_and(|left| left >= ttl / 2)
 }
 
 /// After the body of `run`: the result counts only if the lease was still valid when
@@ -965,6 +1094,16 @@ fn lock_keys<'a>(cmd: &'a mut redis::Cmd, key: &str) -> &'a mut redis::Cmd {
         cmd.arg(derived.as_str());
     }
     cmd
+}
+
+/// How long the fence key lives after an acquisition on `options`, in ms (`0`: no
+/// fencing token).
+fn fence_lifetime(options: &LockOptions) -> u64 {
+    if options.fencing {
+        millis(FENCE_KEY_LIFETIME.max(options.ttl.saturating_mul(2)))
+    } else {
+        0
+    }
 }
 
 fn millis(duration: Duration) -> u64 {

@@ -102,11 +102,14 @@ impl LockGuard {
     pub async fn release(mut self) -> Result<(), LockError> {
         self.heartbeat = None;
         let lost_before = self.lease.is_lost().then(|| self.lease.lost_error());
-        let result = self.client.release_lease(&self.lease, self.min_hold).await;
+        let result = self
+            .client
+            .release_lease(&self.lease, self.min_hold, self.lease.take_turn())
+            .await;
         // Only now: if this future is dropped mid-release, `Drop` still releases.
         self.armed = false;
         self.lease.ended();
-        if matches!(result, Ok(Released::HandedOn)) {
+        if matches!(result, Ok(Released::HandedOn | Released::HandedHere { .. })) {
             // Let the runtime run what is ready first (the heir, if it is in this
             // process or its notice has arrived) before the caller goes on,
             // typically to queue for the lock again: that request would otherwise
@@ -142,7 +145,8 @@ impl Drop for LockGuard {
         // Never block in drop: the release runs on the runtime captured at acquire
         // time. If that runtime is gone, the ttl frees the lock.
         self.runtime.spawn(async move {
-            if let Err(error) = client.release_lease(&lease, min_hold).await {
+            let turn = lease.take_turn();
+            if let Err(error) = client.release_lease(&lease, min_hold, turn).await {
                 tracing::debug!(%error, "background release after drop did not complete");
             }
             lease.ended();

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::local::Turn;
 use crate::{LockError, LostReason};
 
 /// How much of a lease the holder gives up to clock drift between it and Redis
@@ -43,6 +44,10 @@ pub(crate) struct Lease {
     released: AtomicBool,
     lost: CancellationToken,
     lost_reason: OnceLock<LostReason>,
+    /// The turn of the client's line for this lock (see `local`): taken by the
+    /// release, to offer the lock to the next task; passed on at once if the
+    /// lease is lost, so a lost lease holds up no other task of the process.
+    turn: Mutex<Option<Turn>>,
 }
 
 impl Lease {
@@ -53,6 +58,7 @@ impl Lease {
         fence: Option<u64>,
         ttl: Duration,
         (acquired_at, held_since): (Instant, Instant),
+        turn: Option<Turn>,
     ) -> Self {
         Lease {
             name,
@@ -66,7 +72,16 @@ impl Lease {
             released: AtomicBool::new(false),
             lost: CancellationToken::new(),
             lost_reason: OnceLock::new(),
+            turn: Mutex::new(turn),
         }
+    }
+
+    /// The turn of the client's line for this lock, if this lease has it still.
+    pub(crate) fn take_turn(&self) -> Option<Turn> {
+        self.turn
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 
     pub(crate) fn valid_until(&self) -> Instant {
@@ -128,6 +143,8 @@ impl Lease {
             tracing::warn!(lock = %self.name, %reason, "lease lost");
         }
         self.lost.cancel();
+        // Dropped outside the lease's lock: the next task in line tries in Redis.
+        drop(self.take_turn());
     }
 
     pub(crate) fn is_lost(&self) -> bool {

@@ -43,6 +43,7 @@ mod error;
 mod guard;
 mod heartbeat;
 mod lease;
+mod local;
 mod notices;
 mod options;
 mod scripts;

@@ -121,7 +121,9 @@ return 0
 /// Release with direct handoff, or leave the wait queue; either mode.
 ///
 /// KEYS as [`ACQUIRE`]; ARGV\[1\] token, ARGV\[2\] the releasing client's notice
-/// channel. Notices go to each waiter's own client's channel, recorded with its
+/// channel; optionally ARGV\[3\] the token of the releasing client's next task in
+/// line for the lock (see `local`), ARGV\[4\] its ttl in ms and ARGV\[5\] its fence
+/// key lifetime in ms (`0`: no fencing token). Notices go to each waiter's own client's channel, recorded with its
 /// place in the queue; those for the releasing client itself are not published but
 /// returned, for it to deliver in-process (a handoff between two tasks of one
 /// process costs no message).
@@ -135,8 +137,10 @@ return 0
 /// `<token>:<ttl>`, so it checks again when the lease ends (should the new holder
 /// be dead, it never releases); a longer lease needs no message, as the waiter
 /// re-checks before its place lapses and then wakes when the holder's remaining
-/// lease ends. Returns `{2, local notices}`; or deletes the key when nobody
-/// waits, and returns `{1, {}}`.
+/// lease ends. Returns `{2, local notices}`. When no live waiter is queued: with
+/// ARGV\[3\], the key now holds that token for its ttl (with a fresh fencing
+/// token if asked) and the result is `{3, {fence}}` (`'0'` without fencing);
+/// else the key is deleted and the result is `{1, {}}`.
 ///
 /// Otherwise (the token is a waiter giving up, or a lease already lost) the token
 /// leaves the queue and no lock is touched; if the lock is free, the next waiter
@@ -204,6 +208,13 @@ if next then
     notify(heir_channel, heir .. ':' .. ttl)
   end
   return {2, own}
+end
+if ARGV[3] then
+  -- Nobody else waits: the releasing client's next task takes it, answered in
+  -- the reply (it waits in process, not in the queue).
+  redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
+  local _, fenced = fence(ARGV[5])
+  return {3, {fenced}}
 end
 redis.call('DEL', KEYS[1])
 return {1, own}

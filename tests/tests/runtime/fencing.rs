@@ -28,7 +28,9 @@ async fn tokens_strictly_increase_across_releases_expiry_and_lost_counters() {
         guard.release().await.unwrap();
     }
 
-    // After an expiry: the key vanishes server-side while held.
+    // After an expiry: the key vanishes server-side while held, and another
+    // process takes the lock (a task of this one would wait for the holder's
+    // guard: it asks Redis only once the holder is done, or knows it lost).
     let guard = locks.acquire("fenced", &fenced()).await.unwrap();
     next_token(guard.fencing_token());
     let _: i64 = redis::cmd("PEXPIRE")
@@ -36,7 +38,8 @@ async fn tokens_strictly_increase_across_releases_expiry_and_lost_counters() {
         .arg(1)
         .query(&mut server.connection())
         .unwrap();
-    let after_expiry = locks.acquire("fenced", &fenced()).await.unwrap();
+    let other = client(&server.url()).await;
+    let after_expiry = other.acquire("fenced", &fenced()).await.unwrap();
     next_token(after_expiry.fencing_token());
     drop(guard);
     after_expiry.release().await.unwrap();

@@ -194,8 +194,11 @@ async fn max_hold_counts_from_the_handoff() {
     );
 }
 
-/// Between two tasks of one client the handoff notice does not travel through
-/// Redis: the release hands it back to the releasing client, which delivers it.
+/// Between two tasks of one client nothing travels through Redis but the
+/// releases. In default mode the waiters wait in line in the process (no request
+/// while they wait), and each release takes the lock for the next; FIFO waiters
+/// queue in Redis, and the release hands their notices back to the releasing
+/// client, which delivers them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handoff_within_one_client_publishes_nothing() {
     let server = RedisServer::start();
@@ -206,17 +209,32 @@ async fn a_handoff_within_one_client_publishes_nothing() {
         let before_waiters = server.script_calls();
         let mut waiting = Vec::new();
         for _ in 0..2 {
-            let locks = locks.clone();
+            let task_locks = locks.clone();
             let options = options.clone();
             waiting.push(tokio::spawn(async move {
-                let guard = locks.acquire(name, &options).await.unwrap();
+                let guard = task_locks.acquire(name, &options).await.unwrap();
                 guard.release().await.unwrap();
             }));
-            // One at a time, so the second queues behind the first. The first
-            // queues, subscribes the client's channel and queues again; the
-            // second, on a lock the client now knows is contended, queues once.
-            let expected = before_waiters + [2, 3][waiting.len() - 1];
-            until("the waiter queued", || server.script_calls() == expected).await;
+            if fair {
+                // One at a time, so the second queues behind the first. The
+                // first queues, subscribes the client's channel and queues
+                // again; the second, on a lock the client now knows is
+                // contended, queues once.
+                let expected = before_waiters + [2, 3][waiting.len() - 1];
+                until("the waiter queued", || server.script_calls() == expected).await;
+            } else {
+                until("the waiter is in line", || {
+                    locks.tasks_in_line(name) == waiting.len()
+                })
+                .await;
+            }
+        }
+        if !fair {
+            assert_eq!(
+                server.script_calls(),
+                before_waiters,
+                "waiting in line is free"
+            );
         }
         let (scripts_before, publishes_before) =
             (server.script_calls(), server.command_calls("publish"));
@@ -237,8 +255,9 @@ async fn a_handoff_within_one_client_publishes_nothing() {
 
 /// A release whose caller stops waiting for the reply (here: a timeout while the
 /// server is paused; the server runs it afterwards) still hands the lock on, and
-/// the waiter in the same client, whose notice was in that reply, is woken to find
-/// the lock is its own, not left to its next poll.
+/// the waiter in the same client is not left to its next poll: a FIFO waiter,
+/// whose notice was in that reply, is woken to find the lock is its own; a task in
+/// line gets the turn, and its first request finds the lock taken for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_release_cut_short_still_wakes_the_local_waiter() {
     let server = RedisServer::start();
@@ -247,19 +266,37 @@ async fn a_release_cut_short_still_wakes_the_local_waiter() {
     // Load the release script: a first EVALSHA would only get NOSCRIPT.
     let warm_up = locks.acquire("warm-up", &options).await.unwrap();
     warm_up.release().await.unwrap();
-    let guard = locks.acquire("cut-short", &options).await.unwrap();
-    let waiting = queued_waiter(&server, locks.clone(), "cut-short", &options).await;
-    server.pause();
-    let cut = tokio::time::timeout(Duration::from_millis(200), guard.release()).await;
-    assert!(cut.is_err(), "the release cannot finish on a paused server");
-    server.resume();
-    let resumed = Instant::now();
-    let (_, acquired, handed) = waiting.await.unwrap();
-    assert!(
-        acquired - resumed < Duration::from_millis(1_000),
-        "the waiter got the lock {:?} after the server resumed",
-        acquired - resumed
-    );
-    assert!(handed.is_held());
-    handed.release().await.unwrap();
+    for fair in [false, true] {
+        let options = options.clone().fair(fair);
+        let guard = locks.acquire("cut-short", &options).await.unwrap();
+        let waiting = if fair {
+            queued_waiter(&server, locks.clone(), "cut-short", &options).await
+        } else {
+            // In line in the process: the release takes the lock for it.
+            let (task_locks, options) = (locks.clone(), options.clone());
+            let waiting = tokio::spawn(async move {
+                let asked = Instant::now();
+                let guard = task_locks.acquire("cut-short", &options).await.unwrap();
+                (asked, Instant::now(), guard)
+            });
+            until("the waiter is in line", || {
+                locks.tasks_in_line("cut-short") == 1
+            })
+            .await;
+            waiting
+        };
+        server.pause();
+        let cut = tokio::time::timeout(Duration::from_millis(200), guard.release()).await;
+        assert!(cut.is_err(), "the release cannot finish on a paused server");
+        server.resume();
+        let resumed = Instant::now();
+        let (_, acquired, handed) = waiting.await.unwrap();
+        assert!(
+            acquired - resumed < Duration::from_millis(1_000),
+            "fair: {fair}: the waiter got the lock {:?} after the server resumed",
+            acquired - resumed
+        );
+        assert!(handed.is_held());
+        handed.release().await.unwrap();
+    }
 }

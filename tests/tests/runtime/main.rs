@@ -8,6 +8,7 @@ mod fair;
 mod fencing;
 mod handoff;
 mod lease;
+mod line;
 mod mutual_exclusion;
 mod waiting;
 

@@ -17,11 +17,26 @@ pub(crate) async fn locked_increments(
     workers: usize,
     rounds: usize,
 ) -> i64 {
+    shared_locked_increments(server, name, options, (workers, 1), rounds).await
+}
+
+/// As [`locked_increments`], with `clients` clients of `tasks` tasks each.
+async fn shared_locked_increments(
+    server: &RedisServer,
+    name: &str,
+    options: &LockOptions,
+    (clients, tasks_per_client): (usize, usize),
+    rounds: usize,
+) -> i64 {
+    let mut clients_made = Vec::new();
+    for _ in 0..clients {
+        clients_made.push(client(&server.url()).await);
+    }
     let mut tasks = Vec::new();
-    for _ in 0..workers {
+    for index in 0..clients * tasks_per_client {
+        let locks = clients_made[index % clients].clone();
         let (url, name, options) = (server.url(), name.to_owned(), options.clone());
         tasks.push(tokio::spawn(async move {
-            let locks = client(&url).await;
             let mut data = redis::Client::open(url.as_str())
                 .unwrap()
                 .get_multiplexed_async_connection()
@@ -58,6 +73,27 @@ async fn sixteen_clients_lose_no_update() {
         locked_increments(&server, "counter", &ttl(5_000), 16, 50).await,
         800
     );
+}
+
+/// Four clients of eight tasks each: the tasks of a client wait in line in the
+/// process, and each release may take the lock for the next of them, or hand it
+/// to another client's waiter; either way no two holders overlap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tasks_sharing_clients_lose_no_update() {
+    let server = RedisServer::start();
+    for (fair, name) in [(false, "shared-counter"), (true, "shared-fair-counter")] {
+        let options = ttl(5_000).fair(fair).fencing(true);
+        let before: i64 = redis::cmd("GET")
+            .arg("counter")
+            .query::<Option<i64>>(&mut server.connection())
+            .unwrap()
+            .unwrap_or(0);
+        assert_eq!(
+            shared_locked_increments(&server, name, &options, (4, 8), 25).await - before,
+            800,
+            "fair: {fair}"
+        );
+    }
 }
 
 /// The control for the test above: the same increments without the lock do lose

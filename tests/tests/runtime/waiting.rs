@@ -248,7 +248,12 @@ async fn waiters_that_give_up_leave_nothing_behind() {
             .map(|name| queued(&server, &waiter, name))
             .sum()
     };
-    until("six waiters queued", || total_queued() == 6).await;
+    // One of each lock's three waiters asks Redis; the others wait in line.
+    let total_in_line = || -> usize { names.iter().map(|name| waiter.tasks_in_line(name)).sum() };
+    until("six waiters queued", || {
+        total_queued() == 2 && total_in_line() == 4
+    })
+    .await;
     // A waiter is queued by its first attempt, before its client's channel is
     // subscribed (which then stays subscribed).
     until("the notice channel subscribed", || {
@@ -263,6 +268,7 @@ async fn waiters_that_give_up_leave_nothing_behind() {
         ));
     }
     until("the waiters left the queues", || total_queued() == 0).await;
+    assert_eq!(total_in_line(), 0, "and the lines");
     for guard in guards {
         guard.release().await.unwrap();
     }
@@ -356,34 +362,44 @@ async fn huge_durations_are_forever_not_a_panic() {
 }
 
 /// Many waiters in one process: a release wakes only the first of them, so serving
-/// all of them costs about two requests each (acquire, release), not one retry per
-/// waiter per release.
+/// all of them costs about two requests each in FIFO mode (acquire, release), not
+/// one retry per waiter per release; in default mode they wait in line in the
+/// process, one of them queued in Redis, and cost one request each (the release
+/// before each takes the lock for it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_release_wakes_one_local_waiter_not_all() {
     let server = RedisServer::start();
-    let holder = client(&server.url()).await;
-    let waiters = client(&server.url()).await;
-    let guard = holder.acquire("crowd", &ttl(30_000)).await.unwrap();
-    let mut tasks = Vec::new();
-    for _ in 0..50 {
-        let waiters = waiters.clone();
-        tasks.push(tokio::spawn(async move {
-            let guard = waiters.acquire("crowd", &ttl(30_000)).await.unwrap();
-            guard.release().await.unwrap();
-        }));
+    for (fair, name, most) in [(false, "crowd", 1.1), (true, "crowd-fair", 4.0)] {
+        let options = ttl(30_000).fair(fair);
+        let holder = client(&server.url()).await;
+        let waiters = client(&server.url()).await;
+        let guard = holder.acquire(name, &options).await.unwrap();
+        let mut tasks = Vec::new();
+        for _ in 0..50 {
+            let (waiters, options) = (waiters.clone(), options.clone());
+            tasks.push(tokio::spawn(async move {
+                let guard = waiters.acquire(name, &options).await.unwrap();
+                guard.release().await.unwrap();
+            }));
+        }
+        let in_redis = if fair { 50 } else { 1 };
+        until("fifty waiters queued", || {
+            queued(&server, &waiters, name) == in_redis
+                && waiters.tasks_in_line(name) == 50 - in_redis as usize
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(200)).await; // second attempts land
+        let before = server.script_calls();
+        guard.release().await.unwrap();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let per_waiter = (server.script_calls() - before) as f64 / 50.0;
+        assert!(
+            per_waiter < most,
+            "fair: {fair}: {per_waiter:.2} requests per waiter"
+        );
     }
-    until("fifty waiters queued", || {
-        queued(&server, &waiters, "crowd") == 50
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(200)).await; // their second attempts land
-    let before = server.script_calls();
-    guard.release().await.unwrap();
-    for task in tasks {
-        task.await.unwrap();
-    }
-    let per_waiter = (server.script_calls() - before) as f64 / 50.0;
-    assert!(per_waiter < 4.0, "{per_waiter:.1} requests per waiter");
 }
 
 /// An uncontended lock costs the server one plain `SET NX` and one release script;

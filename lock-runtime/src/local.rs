@@ -1,0 +1,372 @@
+//! The line in which tasks of one client wait for the same lock, in process.
+//!
+//! Of the tasks of one client that want one lock (default mode, waiting allowed),
+//! only the one whose *turn* it is talks to Redis: it tries, queues in Redis,
+//! takes or is handed the lock, holds it. The others wait here in arrival order.
+//! When the task with the turn releases the lock, the release offers it to the
+//! next task in line in the same request (taken for that task's token only if no
+//! other process's waiter is queued in Redis, which goes first), and the turn goes
+//! with it. A lock passed between tasks of one process so costs one request per
+//! acquisition, and a thousand waiting tasks hold one place in Redis, not a
+//! thousand.
+//!
+//! Mutual exclusion never rests on this line: every holder holds the key in Redis.
+//! The line only decides which task asks next. The turn is a value that passes
+//! itself on when dropped, so however its owner ends (released, dropped, timed
+//! out, failed, panicked, cancelled) the next task gets it.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use crate::client::UnsettledToken;
+
+/// The lines of one client, by lock key. A key has a line while a task of the
+/// client has the turn for it (the line holds the tasks after that one).
+#[derive(Debug, Default)]
+pub(crate) struct Lines {
+    lines: Mutex<HashMap<String, VecDeque<Waiter>>>,
+    next_id: AtomicU64,
+}
+
+/// A task waiting in line, with what a release needs to take the lock for it.
+pub(crate) struct Waiter {
+    id: u64,
+    /// Its token: the lock is taken for it in Redis under this token.
+    pub(crate) token: String,
+    /// Its lease's ttl in ms.
+    pub(crate) ttl_ms: u64,
+    /// How long its fence key lives in ms, `0` without fencing.
+    pub(crate) fence_lifetime_ms: u64,
+    sender: oneshot::Sender<Given>,
+}
+
+/// What a waiting task is given.
+pub(crate) enum Given {
+    /// The turn: it now tries for the lock in Redis itself.
+    Turn(Turn),
+    /// The lock, taken for its token by the release of the task before it.
+    Lock(Handover),
+}
+
+/// A lock a release took for the next task in line.
+pub(crate) struct Handover {
+    /// The task's token, armed: if the task is gone before it takes the lock,
+    /// dropping this releases the lock (and the turn passes on).
+    pub(crate) token: UnsettledToken,
+    /// The fencing token taken with it (when the task asked for one).
+    pub(crate) fence: Option<u64>,
+    /// When the release was sent: the lease's ttl started later.
+    pub(crate) valid_from: Instant,
+    pub(crate) turn: Turn,
+}
+
+/// Where to find a line: the client's lines and the lock's key.
+type Place = (Arc<Lines>, String);
+
+/// The right to be the one task of this client that asks Redis for a lock. Dropped,
+/// it passes to the next task in line (or ends the line).
+pub(crate) struct Turn {
+    place: Option<Place>,
+    /// The next task, taken out of line for the release to offer the lock to.
+    next: Option<Waiter>,
+}
+
+impl std::fmt::Debug for Waiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Waiter")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Turn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Turn")
+            .field("key", &self.place.as_ref().map(|(_, key)| key))
+            .finish_non_exhaustive()
+    }
+}
+
+/// A task's place in line: awaits its turn, and leaves the line if dropped first.
+pub(crate) struct Ticket {
+    place: Place,
+    id: u64,
+    receiver: oneshot::Receiver<Given>,
+}
+
+/// Where a task stands on entering.
+pub(crate) enum Entry {
+    /// No other task of this client wants the lock: the turn is this task's.
+    Turn(Turn),
+    /// In line behind others.
+    InLine(Ticket),
+}
+
+impl Lines {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, VecDeque<Waiter>>> {
+        // Every change is one step under the lock: a poisoned map is consistent.
+        self.lines.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Enters the line for `key` with the terms a release needs to take the lock
+    /// for this task.
+    pub(crate) fn enter(
+        self: &Arc<Self>,
+        key: &str,
+        token: &str,
+        ttl_ms: u64,
+        fence_lifetime_ms: u64,
+    ) -> Entry {
+        let place = (Arc::clone(self), key.to_owned());
+        let mut lines = self.lock();
+        let Some(line) = lines.get_mut(key) else {
+            lines.insert(key.to_owned(), VecDeque::new());
+            return Entry::Turn(Turn {
+                place: Some(place),
+                next: None,
+            });
+        };
+        let (sender, receiver) = oneshot::channel();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        line.push_back(Waiter {
+            id,
+            token: token.to_owned(),
+            ttl_ms,
+            fence_lifetime_ms,
+            sender,
+        });
+        Entry::InLine(Ticket {
+            place,
+            id,
+            receiver,
+        })
+    }
+
+    /// How many tasks wait in line for `key` (not counting the one with the turn).
+    pub(crate) fn waiting(&self, key: &str) -> usize {
+        self.lock().get(key).map_or(0, VecDeque::len)
+    }
+
+    /// Gives the turn for `key` to `next`, else to the first task in line still
+    /// there, else ends the line.
+    fn pass_on(self: Arc<Self>, key: String, mut next: Option<Waiter>) {
+        loop {
+            let waiter = match next.take() {
+                Some(waiter) => waiter,
+                None => {
+                    let mut lines = self.lock();
+                    match lines.get_mut(&key).and_then(VecDeque::pop_front) {
+                        Some(waiter) => waiter,
+                        None => {
+                            lines.remove(&key);
+                            return;
+                        }
+                    }
+                }
+            };
+            let turn = Turn {
+                place: Some((Arc::clone(&self), key.clone())),
+                next: None,
+            };
+            // Sent outside the lock: a turn that comes back is disarmed here, and
+            // one dropped unreceived later passes itself on.
+            match waiter.sender.send(Given::Turn(turn)) {
+                Ok(()) => return,
+                Err(given) => given.into_turn().disarm(),
+            }
+        }
+    }
+}
+
+impl Given {
+    fn into_turn(self) -> Turn {
+        match self {
+            Given::Turn(turn) => turn,
+            Given::Lock(handed) => handed.turn,
+        }
+    }
+}
+
+impl Turn {
+    /// Takes the next task out of line, for the release to take the lock for it:
+    /// the turn goes to it with the lock ([`hand_lock`](Self::hand_lock)), or alone
+    /// when this is dropped.
+    pub(crate) fn next_waiter(&mut self) -> Option<&Waiter> {
+        if self.next.is_none() {
+            let (lines, key) = self.place.as_ref()?;
+            self.next = lines.lock().get_mut(key).and_then(VecDeque::pop_front);
+        }
+        self.next.as_ref()
+    }
+
+    /// Gives the next task (see [`next_waiter`](Self::next_waiter)) the lock the
+    /// release took for its token, described by `handed` (given the turn to go
+    /// with it). If that task is gone, the lock is released and the turn passes on.
+    pub(crate) fn hand_lock(mut self, handed: impl FnOnce(&Waiter, Turn) -> Handover) {
+        // No task taken out of line: dropping `self` passes the turn on as usual.
+        let Some(waiter) = self.next.take() else {
+            return;
+        };
+        let Some(place) = self.place.take() else {
+            // A disarmed turn is nobody's to give: the task asks Redis without one.
+            return;
+        };
+        let handed = handed(
+            &waiter,
+            Turn {
+                place: Some(place),
+                next: None,
+            },
+        );
+        if let Err(given) = waiter.sender.send(Given::Lock(handed)) {
+            // Dropped outside any lock: its token releases, its turn passes on.
+            drop(given);
+        }
+    }
+
+    /// Forgets the turn without passing it on (it was never given).
+    fn disarm(mut self) {
+        self.place = None;
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        if let Some((lines, key)) = self.place.take() {
+            lines.pass_on(key, self.next.take());
+        }
+    }
+}
+
+impl Ticket {
+    /// Waits for the turn or the lock. `None` if neither can come (not expected:
+    /// every path that takes a task out of line sends it one), so the task asks
+    /// Redis without a turn, which is still safe.
+    pub(crate) async fn given(&mut self) -> Option<Given> {
+        (&mut self.receiver).await.ok()
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let (lines, key) = &self.place;
+        let waiter = {
+            let mut lines = lines.lock();
+            lines.get_mut(key).and_then(|line| {
+                let at = line.iter().position(|waiter| waiter.id == self.id)?;
+                line.remove(at)
+            })
+        };
+        // Still in line: just leave. Taken out of line already, it was sent, or
+        // is being sent, the turn or the lock; the receiver, dropped after this,
+        // drops what came, which passes the turn on (and releases the lock).
+        drop(waiter);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn turn(entry: Entry) -> Turn {
+        match entry {
+            Entry::Turn(turn) => turn,
+            Entry::InLine(_) => panic!("expected the turn"),
+        }
+    }
+
+    fn ticket(entry: Entry) -> Ticket {
+        match entry {
+            Entry::InLine(ticket) => ticket,
+            Entry::Turn(_) => panic!("expected a place in line"),
+        }
+    }
+
+    fn given_turn(ticket: &mut Ticket) -> Option<Turn> {
+        match ticket.receiver.try_recv() {
+            Ok(Given::Turn(turn)) => Some(turn),
+            _ => None,
+        }
+    }
+
+    fn has_turn(ticket: &mut Ticket, what: &str) -> Turn {
+        let Some(turn) = given_turn(ticket) else {
+            panic!("{what}");
+        };
+        turn
+    }
+
+    #[test]
+    fn the_turn_passes_in_arrival_order_and_the_line_ends() {
+        let lines = Arc::new(Lines::default());
+        let first = turn(lines.enter("k", "a", 1, 0));
+        let mut second = ticket(lines.enter("k", "b", 1, 0));
+        let mut third = ticket(lines.enter("k", "c", 1, 0));
+        assert_eq!(lines.waiting("k"), 2);
+        drop(first);
+        let second_turn = has_turn(&mut second, "second has the turn");
+        assert!(given_turn(&mut third).is_none());
+        drop(second_turn);
+        let third_turn = has_turn(&mut third, "third has the turn");
+        drop(third_turn);
+        assert!(lines.lock().is_empty(), "the line ends with its last turn");
+        // Another lock's line is separate.
+        let _other = turn(lines.enter("other", "x", 1, 0));
+        let _again = turn(lines.enter("k", "d", 1, 0));
+    }
+
+    #[test]
+    fn a_task_gone_from_line_is_skipped() {
+        let lines = Arc::new(Lines::default());
+        let first = turn(lines.enter("k", "a", 1, 0));
+        let second = ticket(lines.enter("k", "b", 1, 0));
+        let mut third = ticket(lines.enter("k", "c", 1, 0));
+        drop(second);
+        assert_eq!(lines.waiting("k"), 1);
+        drop(first);
+        assert!(given_turn(&mut third).is_some());
+    }
+
+    #[test]
+    fn a_turn_sent_but_never_received_passes_on() {
+        let lines = Arc::new(Lines::default());
+        let mut first = turn(lines.enter("k", "a", 1, 0));
+        let second = ticket(lines.enter("k", "b", 1, 0));
+        let mut third = ticket(lines.enter("k", "c", 1, 0));
+        // The release took the second out of line, then gave up (no lock taken).
+        assert_eq!(first.next_waiter().map(|w| w.token.as_str()), Some("b"));
+        assert_eq!(lines.waiting("k"), 1);
+        drop(first);
+        // The second's turn sits unreceived; it is gone before reading it.
+        drop(second);
+        let third_turn = has_turn(&mut third, "the turn reached the third");
+        drop(third_turn);
+        assert!(lines.lock().is_empty());
+    }
+
+    #[test]
+    fn a_lock_handed_without_a_task_taken_out_of_line_still_passes_the_turn() {
+        let lines = Arc::new(Lines::default());
+        let first = turn(lines.enter("k", "a", 1, 0));
+        let mut second = ticket(lines.enter("k", "b", 1, 0));
+        first.hand_lock(|_, _| unreachable!("no task was taken out of line"));
+        assert!(given_turn(&mut second).is_some());
+    }
+
+    #[test]
+    fn a_turn_for_a_task_already_gone_goes_to_the_next() {
+        let lines = Arc::new(Lines::default());
+        let mut first = turn(lines.enter("k", "a", 1, 0));
+        let second = ticket(lines.enter("k", "b", 1, 0));
+        let mut third = ticket(lines.enter("k", "c", 1, 0));
+        assert!(first.next_waiter().is_some());
+        // The second leaves while the release runs (it is out of line already).
+        drop(second);
+        drop(first);
+        assert!(given_turn(&mut third).is_some());
+    }
+}

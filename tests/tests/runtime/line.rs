@@ -1,0 +1,215 @@
+//! The line in which tasks of one client wait for a lock (default mode): one task
+//! at a time asks Redis; each release takes the lock for the next task in line in
+//! the same request, unless another process's waiter is queued in Redis.
+
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use lock_runtime::{LockClient, LockError, LockGuard, LockOptions, Wait};
+use tests::RedisServer;
+
+use crate::{client, get, until};
+
+fn options() -> LockOptions {
+    LockOptions::new(Duration::from_secs(30)).wait(Wait::For(Duration::from_secs(10)))
+}
+
+/// How many waiters are queued on `name` in Redis.
+fn queued(server: &RedisServer, locks: &LockClient, name: &str) -> i64 {
+    redis::cmd("ZCARD")
+        .arg(format!("{}:queue", locks.key_for(name)))
+        .query(&mut server.connection())
+        .unwrap()
+}
+
+/// Starts an acquire of `name` in a task, and returns once it waits in line as
+/// the `place`-th task (1: first behind the task whose turn it is).
+async fn in_line(
+    locks: &LockClient,
+    name: &'static str,
+    options: &LockOptions,
+    place: usize,
+) -> tokio::task::JoinHandle<Result<LockGuard, LockError>> {
+    let (task_locks, options) = (locks.clone(), options.clone());
+    let task = tokio::spawn(async move { task_locks.acquire(name, &options).await });
+    until("the task waits in line", || {
+        locks.tasks_in_line(name) == place
+    })
+    .await;
+    task
+}
+
+/// Tasks are served in the order they came, each with a larger fencing token, and
+/// each costs Redis one request (the release before it, which took the lock for
+/// it); none of them is queued in Redis while it waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_are_served_in_arrival_order_for_one_request_each() {
+    let server = RedisServer::start();
+    let locks = client(&server.url()).await;
+    let fenced = options().fencing(true);
+    let holder = locks.acquire("line", &fenced).await.unwrap();
+    let first_fence = holder.fencing_token().unwrap();
+    let served = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for index in 0..5 {
+        let (task_locks, fenced, served) = (locks.clone(), fenced.clone(), Arc::clone(&served));
+        tasks.push(tokio::spawn(async move {
+            let guard = task_locks.acquire("line", &fenced).await.unwrap();
+            served
+                .lock()
+                .unwrap()
+                .push((index, guard.fencing_token().unwrap()));
+            guard.release().await.unwrap();
+        }));
+        until("the task waits in line", || {
+            locks.tasks_in_line("line") == index + 1
+        })
+        .await;
+    }
+    assert_eq!(queued(&server, &locks, "line"), 0, "nobody queued in Redis");
+    let (scripts_before, publishes_before) =
+        (server.script_calls(), server.command_calls("publish"));
+    holder.release().await.unwrap();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let served = served.lock().unwrap().clone();
+    let order: Vec<usize> = served.iter().map(|(index, _)| *index).collect();
+    assert_eq!(order, [0, 1, 2, 3, 4], "served in arrival order");
+    let mut last = first_fence;
+    for (_, fence) in &served {
+        assert!(*fence > last, "fence {fence} after {last}");
+        last = *fence;
+    }
+    // Six releases: five took the lock for the next task, the last freed it.
+    assert_eq!(server.script_calls() - scripts_before, 6);
+    assert_eq!(server.command_calls("publish") - publishes_before, 0);
+    assert_eq!(
+        get(&server, &locks.key_for("line")),
+        None,
+        "freed at the end"
+    );
+}
+
+/// A waiter of another process, queued in Redis, goes before the next task in line
+/// (which then queues in Redis behind it): a busy process does not keep the lock
+/// to itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_process_s_waiter_goes_before_the_next_task_in_line() {
+    let server = RedisServer::start();
+    let here = client(&server.url()).await;
+    let there = client(&server.url()).await;
+    let holder = here.acquire("shared", &options()).await.unwrap();
+    let served = Arc::new(Mutex::new(Vec::new()));
+    let remote = {
+        let (there, served) = (there.clone(), Arc::clone(&served));
+        tokio::spawn(async move {
+            let guard = there.acquire("shared", &options()).await.unwrap();
+            served.lock().unwrap().push("there");
+            guard.release().await.unwrap();
+        })
+    };
+    until("the other process's waiter queued", || {
+        queued(&server, &there, "shared") == 1
+    })
+    .await;
+    let local = {
+        let (task_locks, served) = (here.clone(), Arc::clone(&served));
+        let task = tokio::spawn(async move {
+            let guard = task_locks.acquire("shared", &options()).await.unwrap();
+            served.lock().unwrap().push("here");
+            guard.release().await.unwrap();
+        });
+        until("the task waits in line", || {
+            here.tasks_in_line("shared") == 1
+        })
+        .await;
+        task
+    };
+    holder.release().await.unwrap();
+    remote.await.unwrap();
+    local.await.unwrap();
+    assert_eq!(*served.lock().unwrap(), ["there", "here"]);
+    assert_eq!(get(&server, &here.key_for("shared")), None);
+}
+
+/// A task that gives up (its wait times out) leaves the line, and the task behind
+/// it is still served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_that_gives_up_leaves_the_line() {
+    let server = RedisServer::start();
+    let locks = client(&server.url()).await;
+    let holder = locks.acquire("impatient", &options()).await.unwrap();
+    let brief = options().wait(Wait::For(Duration::from_millis(200)));
+    let impatient = in_line(&locks, "impatient", &brief, 1).await;
+    let patient = in_line(&locks, "impatient", &options(), 2).await;
+    let timed_out = impatient.await.unwrap();
+    assert!(
+        matches!(timed_out, Err(LockError::Timeout { .. })),
+        "{timed_out:?}"
+    );
+    assert_eq!(locks.tasks_in_line("impatient"), 1, "it left the line");
+    holder.release().await.unwrap();
+    let guard = patient.await.unwrap().unwrap();
+    assert!(guard.is_held());
+    guard.release().await.unwrap();
+    assert_eq!(locks.tasks_in_line("impatient"), 0);
+}
+
+/// A task that is gone (its acquire dropped) after the release took the lock for
+/// it but before it woke: the lock is released for it and the next task gets it
+/// at once, not after the ttl.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_taken_for_a_task_that_is_gone_goes_to_the_next() {
+    let server = RedisServer::start();
+    let locks = client(&server.url()).await;
+    let holder = locks.acquire("vanishing", &options()).await.unwrap();
+    // Polled once, by hand: it enters the line, and is never polled again.
+    let vanishing_options = options();
+    let mut vanishing = Box::pin(locks.acquire("vanishing", &vanishing_options));
+    let mut context = Context::from_waker(Waker::noop());
+    assert!(matches!(
+        vanishing.as_mut().poll(&mut context),
+        Poll::Pending
+    ));
+    assert_eq!(locks.tasks_in_line("vanishing"), 1);
+    // Waits 10 s at most, where the lock left to its 30 s ttl would take 30.
+    let next = in_line(&locks, "vanishing", &options(), 2).await;
+    holder.release().await.unwrap();
+    drop(vanishing);
+    let guard = next.await.unwrap().unwrap();
+    assert!(guard.is_held());
+    assert!(
+        get(&server, &locks.key_for("vanishing")).is_some(),
+        "held by the next task"
+    );
+    guard.release().await.unwrap();
+    assert_eq!(get(&server, &locks.key_for("vanishing")), None);
+}
+
+/// A holder whose lease is lost passes its turn on at once, before its guard is
+/// dropped: the next task asks Redis and gets the lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_lease_holds_up_no_task_in_line() {
+    let server = RedisServer::start();
+    let locks = client(&server.url()).await;
+    let short =
+        LockOptions::new(Duration::from_millis(900)).wait(Wait::For(Duration::from_secs(10)));
+    let holder = locks.acquire("lost", &short).await.unwrap();
+    let next = in_line(&locks, "lost", &short, 1).await;
+    // The key vanishes; the holder's next heartbeat (within 300 ms) is refused.
+    let _: i64 = redis::cmd("DEL")
+        .arg(locks.key_for("lost"))
+        .query(&mut server.connection())
+        .unwrap();
+    let lost = tokio::time::timeout(Duration::from_secs(5), holder.lost())
+        .await
+        .expect("the holder learns its lease is lost");
+    assert!(matches!(lost, LockError::Lost { .. }), "{lost}");
+    let guard = next.await.unwrap().unwrap();
+    assert!(guard.is_held());
+    assert!(!holder.is_held());
+    guard.release().await.unwrap();
+    drop(holder);
+}
