@@ -12,7 +12,7 @@ use tokio_util::task::AbortOnDropHandle;
 use crate::guard::{LockGuard, LockHandle};
 use crate::heartbeat::keep_alive;
 use crate::lease::{Lease, valid_until};
-use crate::local::{Entry, Given, Handover, Lines, Turn, Waiter};
+use crate::local::{Entry, Given, Handover, Lines, Terms, Turn};
 use crate::notices::{Handoff, Notices, Subscription};
 use crate::token::{jitter, new_token};
 use crate::{LockError, LockOptions, LostReason, OnLost, Wait, scripts};
@@ -441,7 +441,14 @@ impl LockClient {
                         .await
                         .map_err(|_| self.timeout_error(name, started, None))?;
                     match given {
-                        Some(Given::Turn(mine)) => turn = Some(mine),
+                        Some(Given::Turn(mine, handed)) => {
+                            // A release that may have taken the lock for us got no
+                            // answer: our first attempt finds out.
+                            if let Some(handed) = handed {
+                                token = handed;
+                            }
+                            turn = Some(mine);
+                        }
                         Some(Given::Lock(Handover {
                             token: handed,
                             fence,
@@ -840,23 +847,27 @@ impl LockClient {
                 }
             }
             None => {
-                let next = turn.as_mut().and_then(Turn::next_waiter);
+                let next = turn.as_mut().and_then(Turn::next_waiter).cloned();
+                if let (Some(turn), Some(next)) = (turn.as_mut(), next.as_ref()) {
+                    // From now until the reply, the lock may be the next task's.
+                    turn.arm_next(UnsettledToken::holding(self, &lease.key, &next.token));
+                }
                 let sent_at = Instant::now();
+                // On an error (or if this future is dropped), the turn goes to the
+                // next task with its armed token.
                 let released = self
-                    .release_token(&lease.key, &lease.token, next)
+                    .release_token(&lease.key, &lease.token, next.as_ref())
                     .await
                     .map_err(|source| LockError::Redis {
                         name: lease.name.clone(),
                         action: "release",
                         source,
                     })?;
-                if let (Released::HandedHere { fence }, Some(turn)) = (released, turn) {
-                    turn.hand_lock(|next, turn| Handover {
-                        token: UnsettledToken::holding(self, &lease.key, &next.token),
-                        fence,
-                        valid_from: sent_at,
-                        turn,
-                    });
+                if let Some(mut turn) = turn {
+                    match released {
+                        Released::HandedHere { fence } => turn.hand_lock(fence, sent_at),
+                        _ => turn.not_taken(),
+                    }
                 }
                 released
             }
@@ -877,7 +888,7 @@ impl LockClient {
         &self,
         key: &str,
         token: &str,
-        next: Option<&Waiter>,
+        next: Option<&Terms>,
     ) -> redis::RedisResult<Released> {
         let mut connection = self.inner.connection.clone();
         // Notices for this client's own waiters come back in the reply: if it is
@@ -965,6 +976,11 @@ impl UnsettledToken {
             token: token.to_owned(),
             armed: true,
         }
+    }
+
+    /// Known not to hold or wait for the lock: nothing to release.
+    pub(crate) fn disarm(mut self) {
+        self.armed = false;
     }
 
     /// The key and token, for the guard that now owns the lease.

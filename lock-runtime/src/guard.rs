@@ -93,7 +93,9 @@ impl LockGuard {
     }
 
     /// Stops the heartbeat and releases the lease: compare-and-delete, or, when
-    /// someone waits, a direct handoff to the longest-waiting waiter. With
+    /// someone waits, a direct handoff: to the longest-waiting waiter queued in
+    /// Redis, or if none, to the next task of this client in line (see
+    /// [`LockClient::tasks_in_line`]). With
     /// `min_hold`, an early release leaves the key to expire at acquisition +
     /// `min_hold` instead.
     ///
@@ -141,11 +143,13 @@ impl Drop for LockGuard {
         };
         let client = self.client.clone();
         let min_hold = self.min_hold;
+        // Taken here, not in the task: if the task never runs (its runtime is
+        // shutting down), the turn still passes on as it is dropped.
+        let turn = lease.take_turn();
         tracing::debug!(lock = %lease.name, "guard dropped; releasing in the background");
         // Never block in drop: the release runs on the runtime captured at acquire
         // time. If that runtime is gone, the ttl frees the lock.
         self.runtime.spawn(async move {
-            let turn = lease.take_turn();
             if let Err(error) = client.release_lease(&lease, min_hold, turn).await {
                 tracing::debug!(%error, "background release after drop did not complete");
             }

@@ -32,22 +32,37 @@ pub(crate) struct Lines {
     next_id: AtomicU64,
 }
 
-/// A task waiting in line, with what a release needs to take the lock for it.
-pub(crate) struct Waiter {
-    id: u64,
-    /// Its token: the lock is taken for it in Redis under this token.
+/// What a release needs to take the lock for a task in line.
+#[derive(Debug, Clone)]
+pub(crate) struct Terms {
+    /// The task's token: the lock is taken for it in Redis under this token.
     pub(crate) token: String,
     /// Its lease's ttl in ms.
     pub(crate) ttl_ms: u64,
     /// How long its fence key lives in ms, `0` without fencing.
     pub(crate) fence_lifetime_ms: u64,
+}
+
+/// A task waiting in line.
+pub(crate) struct Waiter {
+    id: u64,
+    terms: Terms,
     sender: oneshot::Sender<Given>,
+}
+
+/// The task a release took out of line, and its token, armed from just before
+/// the release is sent until the reply says the lock was not taken for it.
+struct Next {
+    waiter: Waiter,
+    token: Option<UnsettledToken>,
 }
 
 /// What a waiting task is given.
 pub(crate) enum Given {
-    /// The turn: it now tries for the lock in Redis itself.
-    Turn(Turn),
+    /// The turn: it now tries for the lock in Redis itself. With its token, armed,
+    /// when a release that may have taken the lock for it got no answer: its
+    /// first attempt then finds out (and the token, dropped, releases it).
+    Turn(Turn, Option<UnsettledToken>),
     /// The lock, taken for its token by the release of the task before it.
     Lock(Handover),
 }
@@ -72,7 +87,7 @@ type Place = (Arc<Lines>, String);
 pub(crate) struct Turn {
     place: Option<Place>,
     /// The next task, taken out of line for the release to offer the lock to.
-    next: Option<Waiter>,
+    next: Option<Next>,
 }
 
 impl std::fmt::Debug for Waiter {
@@ -134,9 +149,11 @@ impl Lines {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         line.push_back(Waiter {
             id,
-            token: token.to_owned(),
-            ttl_ms,
-            fence_lifetime_ms,
+            terms: Terms {
+                token: token.to_owned(),
+                ttl_ms,
+                fence_lifetime_ms,
+            },
             sender,
         });
         Entry::InLine(Ticket {
@@ -153,14 +170,14 @@ impl Lines {
 
     /// Gives the turn for `key` to `next`, else to the first task in line still
     /// there, else ends the line.
-    fn pass_on(self: Arc<Self>, key: String, mut next: Option<Waiter>) {
+    fn pass_on(self: Arc<Self>, key: String, mut next: Option<Next>) {
         loop {
-            let waiter = match next.take() {
-                Some(waiter) => waiter,
+            let (waiter, token) = match next.take() {
+                Some(Next { waiter, token }) => (waiter, token),
                 None => {
                     let mut lines = self.lock();
                     match lines.get_mut(&key).and_then(VecDeque::pop_front) {
-                        Some(waiter) => waiter,
+                        Some(waiter) => (waiter, None),
                         None => {
                             lines.remove(&key);
                             return;
@@ -172,9 +189,10 @@ impl Lines {
                 place: Some((Arc::clone(&self), key.clone())),
                 next: None,
             };
-            // Sent outside the lock: a turn that comes back is disarmed here, and
-            // one dropped unreceived later passes itself on.
-            match waiter.sender.send(Given::Turn(turn)) {
+            // Sent outside the lock: a turn that comes back is disarmed here (its
+            // token, if any, dropped: released), and one dropped unreceived later
+            // passes itself on.
+            match waiter.sender.send(Given::Turn(turn, token)) {
                 Ok(()) => return,
                 Err(given) => given.into_turn().disarm(),
             }
@@ -185,7 +203,7 @@ impl Lines {
 impl Given {
     fn into_turn(self) -> Turn {
         match self {
-            Given::Turn(turn) => turn,
+            Given::Turn(turn, _) => turn,
             Given::Lock(handed) => handed.turn,
         }
     }
@@ -195,33 +213,63 @@ impl Turn {
     /// Takes the next task out of line, for the release to take the lock for it:
     /// the turn goes to it with the lock ([`hand_lock`](Self::hand_lock)), or alone
     /// when this is dropped.
-    pub(crate) fn next_waiter(&mut self) -> Option<&Waiter> {
+    pub(crate) fn next_waiter(&mut self) -> Option<&Terms> {
         if self.next.is_none() {
             let (lines, key) = self.place.as_ref()?;
-            self.next = lines.lock().get_mut(key).and_then(VecDeque::pop_front);
+            let waiter = lines.lock().get_mut(key).and_then(VecDeque::pop_front)?;
+            self.next = Some(Next {
+                waiter,
+                token: None,
+            });
         }
-        self.next.as_ref()
+        self.next.as_ref().map(|next| &next.waiter.terms)
+    }
+
+    /// Arms the next task's token (see [`next_waiter`](Self::next_waiter)) before
+    /// a release that may take the lock for it is sent: whatever happens to the
+    /// release and the task, the token ends up with the task or released.
+    pub(crate) fn arm_next(&mut self, token: UnsettledToken) {
+        if let Some(next) = self.next.as_mut() {
+            next.token = Some(token);
+        }
+    }
+
+    /// The release answered, and did not take the lock for the next task: its
+    /// token has nothing to release.
+    pub(crate) fn not_taken(&mut self) {
+        if let Some(token) = self.next.as_mut().and_then(|next| next.token.take()) {
+            token.disarm();
+        }
     }
 
     /// Gives the next task (see [`next_waiter`](Self::next_waiter)) the lock the
-    /// release took for its token, described by `handed` (given the turn to go
-    /// with it). If that task is gone, the lock is released and the turn passes on.
-    pub(crate) fn hand_lock(mut self, handed: impl FnOnce(&Waiter, Turn) -> Handover) {
-        // No task taken out of line: dropping `self` passes the turn on as usual.
-        let Some(waiter) = self.next.take() else {
+    /// release sent at `valid_from` took for its token, with its fencing token,
+    /// and the turn with it. If that task is gone, the lock is released and the
+    /// turn passes on.
+    pub(crate) fn hand_lock(mut self, fence: Option<u64>, valid_from: Instant) {
+        // No task taken out of line (or its token not armed): dropping `self`
+        // passes the turn on as usual, with the token if any.
+        let Some(Next {
+            waiter,
+            token: Some(token),
+        }) = self.next.take_if(|next| next.token.is_some())
+        else {
             return;
         };
         let Some(place) = self.place.take() else {
-            // A disarmed turn is nobody's to give: the task asks Redis without one.
+            // A disarmed turn is nobody's to give: the task asks Redis without
+            // one, and its token, dropped, releases the lock.
             return;
         };
-        let handed = handed(
-            &waiter,
-            Turn {
+        let handed = Handover {
+            token,
+            fence,
+            valid_from,
+            turn: Turn {
                 place: Some(place),
                 next: None,
             },
-        );
+        };
         if let Err(given) = waiter.sender.send(Given::Lock(handed)) {
             // Dropped outside any lock: its token releases, its turn passes on.
             drop(given);
@@ -288,7 +336,7 @@ mod tests {
 
     fn given_turn(ticket: &mut Ticket) -> Option<Turn> {
         match ticket.receiver.try_recv() {
-            Ok(Given::Turn(turn)) => Some(turn),
+            Ok(Given::Turn(turn, None)) => Some(turn),
             _ => None,
         }
     }
@@ -353,7 +401,7 @@ mod tests {
         let lines = Arc::new(Lines::default());
         let first = turn(lines.enter("k", "a", 1, 0));
         let mut second = ticket(lines.enter("k", "b", 1, 0));
-        first.hand_lock(|_, _| unreachable!("no task was taken out of line"));
+        first.hand_lock(None, Instant::now());
         assert!(given_turn(&mut second).is_some());
     }
 

@@ -213,3 +213,34 @@ async fn a_lost_lease_holds_up_no_task_in_line() {
     guard.release().await.unwrap();
     drop(holder);
 }
+
+/// A release that gets no answer (cut short while the server is paused; the
+/// server runs it afterwards, taking the lock for the next task), where that
+/// task has given up meanwhile: its token, armed before the release was sent, is
+/// released, and the task after it gets the lock at once, not after the ttl.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_taken_by_a_release_cut_short_for_a_task_that_gave_up_goes_to_the_next() {
+    let server = RedisServer::start();
+    let locks = client(&server.url()).await;
+    // Load the scripts first: a first use costs a NOSCRIPT round trip.
+    let warm_up = locks.acquire("warm-up", &options()).await.unwrap();
+    warm_up.release().await.unwrap();
+    let holder = locks.acquire("cut-short", &options()).await.unwrap();
+    let brief = options().wait(Wait::For(Duration::from_millis(100)));
+    let gives_up = in_line(&locks, "cut-short", &brief, 1).await;
+    let next = in_line(&locks, "cut-short", &options(), 2).await;
+    server.pause();
+    let cut = tokio::time::timeout(Duration::from_millis(300), holder.release()).await;
+    assert!(cut.is_err(), "the release cannot finish on a paused server");
+    let gave_up = gives_up.await.unwrap();
+    assert!(
+        matches!(gave_up, Err(LockError::Timeout { .. })),
+        "{gave_up:?}"
+    );
+    server.resume();
+    // Waits 10 s at most, where the lock left to its 30 s ttl would take 30.
+    let guard = next.await.unwrap().unwrap();
+    assert!(guard.is_held());
+    guard.release().await.unwrap();
+    assert_eq!(get(&server, &locks.key_for("cut-short")), None);
+}
