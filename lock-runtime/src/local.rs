@@ -28,7 +28,7 @@ use crate::client::UnsettledToken;
 /// client has the turn for it (the line holds the tasks after that one).
 #[derive(Debug, Default)]
 pub(crate) struct Lines {
-    lines: Mutex<HashMap<String, VecDeque<Waiter>>>,
+    lines: Mutex<HashMap<Arc<str>, VecDeque<Waiter>>>,
     next_id: AtomicU64,
 }
 
@@ -80,14 +80,15 @@ pub(crate) struct Handover {
 }
 
 /// Where to find a line: the client's lines and the lock's key.
-type Place = (Arc<Lines>, String);
+type Place = (Arc<Lines>, Arc<str>);
 
 /// The right to be the one task of this client that asks Redis for a lock. Dropped,
 /// it passes to the next task in line (or ends the line).
 pub(crate) struct Turn {
     place: Option<Place>,
-    /// The next task, taken out of line for the release to offer the lock to.
-    next: Option<Next>,
+    /// The next task, taken out of line for the release to offer the lock to
+    /// (boxed: a held lease keeps its turn, and most never take anyone out).
+    next: Option<Box<Next>>,
 }
 
 impl std::fmt::Debug for Waiter {
@@ -122,7 +123,7 @@ pub(crate) enum Entry {
 }
 
 impl Lines {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, VecDeque<Waiter>>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Arc<str>, VecDeque<Waiter>>> {
         // Every change is one step under the lock: a poisoned map is consistent.
         self.lines.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -136,15 +137,16 @@ impl Lines {
         ttl_ms: u64,
         fence_lifetime_ms: u64,
     ) -> Entry {
-        let place = (Arc::clone(self), key.to_owned());
         let mut lines = self.lock();
-        let Some(line) = lines.get_mut(key) else {
-            lines.insert(key.to_owned(), VecDeque::new());
+        let Some((stored, line)) = lines.get_mut(key).map(|line| (Arc::from(key), line)) else {
+            let key: Arc<str> = Arc::from(key);
+            lines.insert(Arc::clone(&key), VecDeque::new());
             return Entry::Turn(Turn {
-                place: Some(place),
+                place: Some((Arc::clone(self), key)),
                 next: None,
             });
         };
+        let place = (Arc::clone(self), stored);
         let (sender, receiver) = oneshot::channel();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         line.push_back(Waiter {
@@ -170,10 +172,10 @@ impl Lines {
 
     /// Gives the turn for `key` to `next`, else to the first task in line still
     /// there, else ends the line.
-    fn pass_on(self: Arc<Self>, key: String, mut next: Option<Next>) {
+    fn pass_on(self: Arc<Self>, key: Arc<str>, mut next: Option<Box<Next>>) {
         loop {
             let (waiter, token) = match next.take() {
-                Some(Next { waiter, token }) => (waiter, token),
+                Some(next) => (next.waiter, next.token),
                 None => {
                     let mut lines = self.lock();
                     match lines.get_mut(&key).and_then(VecDeque::pop_front) {
@@ -186,7 +188,7 @@ impl Lines {
                 }
             };
             let turn = Turn {
-                place: Some((Arc::clone(&self), key.clone())),
+                place: Some((Arc::clone(&self), Arc::clone(&key))),
                 next: None,
             };
             // Sent outside the lock: a turn that comes back is disarmed here (its
@@ -217,10 +219,10 @@ impl Turn {
         if self.next.is_none() {
             let (lines, key) = self.place.as_ref()?;
             let waiter = lines.lock().get_mut(key).and_then(VecDeque::pop_front)?;
-            self.next = Some(Next {
+            self.next = Some(Box::new(Next {
                 waiter,
                 token: None,
-            });
+            }));
         }
         self.next.as_ref().map(|next| &next.waiter.terms)
     }
@@ -249,10 +251,13 @@ impl Turn {
     pub(crate) fn hand_lock(mut self, fence: Option<u64>, valid_from: Instant) {
         // No task taken out of line (or its token not armed): dropping `self`
         // passes the turn on as usual, with the token if any.
-        let Some(Next {
+        let Some(next) = self.next.take_if(|next| next.token.is_some()) else {
+            return;
+        };
+        let Next {
             waiter,
             token: Some(token),
-        }) = self.next.take_if(|next| next.token.is_some())
+        } = *next
         else {
             return;
         };
