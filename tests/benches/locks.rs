@@ -752,6 +752,37 @@ async fn contended_tables(config: &Config) {
         .await;
         ratio_lines.extend(line);
     }
+    // Four clients of 16 workers each, as four processes of an application
+    // would be; rslock likewise with four lock managers.
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        clients.push(LockClient::connect(&config.url).await.unwrap());
+    }
+    let managers: Vec<_> = (0..4)
+        .map(|_| rslock::LockManager::new(vec![config.url.clone()]))
+        .collect();
+    let turns = [(); 3].map(|()| std::sync::atomic::AtomicUsize::new(0));
+    let next = |turn: &std::sync::atomic::AtomicUsize| turn.fetch_add(1, Ordering::Relaxed) % 4;
+    let line = compare(
+        config,
+        64,
+        ", 4 clients",
+        |_| {
+            let (client, options) = (clients[next(&turns[0])].clone(), options.clone());
+            async move { Ours(client, options) }
+        },
+        |_| {
+            let client = clients[next(&turns[1])].clone();
+            let options = options.clone().fair(true);
+            async move { Ours(client, options) }
+        },
+        |_| {
+            let manager = managers[next(&turns[2])].clone();
+            async move { Peer(manager) }
+        },
+    )
+    .await;
+    ratio_lines.extend(line);
     for line in ratio_lines {
         println!("{line}");
     }
