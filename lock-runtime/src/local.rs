@@ -138,7 +138,10 @@ impl Lines {
         fence_lifetime_ms: u64,
     ) -> Entry {
         let mut lines = self.lock();
-        let Some((stored, line)) = lines.get_mut(key).map(|line| (Arc::from(key), line)) else {
+        let stored = lines
+            .get_key_value(key)
+            .map(|(stored, _)| Arc::clone(stored));
+        let Some((stored, line)) = stored.zip(lines.get_mut(key)) else {
             let key: Arc<str> = Arc::from(key);
             lines.insert(Arc::clone(&key), VecDeque::new());
             return Entry::Turn(Turn {

@@ -244,3 +244,42 @@ async fn a_lock_taken_by_a_release_cut_short_for_a_task_that_gave_up_goes_to_the
     guard.release().await.unwrap();
     assert_eq!(get(&server, &locks.key_for("cut-short")), None);
 }
+
+/// A guard dropped after the runtime it was acquired on shut down (its release
+/// can no longer run there), while a `LockHandle` keeps its lease alive: its turn
+/// still passes on, and the next task gets the lock once the ttl frees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guard_dropped_after_its_runtime_shut_down_passes_its_turn_on() {
+    let server = RedisServer::start();
+    let locks = client(&server.url()).await;
+    let short =
+        LockOptions::new(Duration::from_millis(1_000)).wait(Wait::For(Duration::from_secs(10)));
+    let (acquired_tx, acquired_rx) = tokio::sync::oneshot::channel();
+    let (drop_tx, drop_rx) = tokio::sync::oneshot::channel::<()>();
+    let elsewhere = {
+        let (locks, short) = (locks.clone(), short.clone());
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let guard = runtime.block_on(locks.acquire("orphan", &short)).unwrap();
+            let handle = guard.handle();
+            acquired_tx.send(()).unwrap();
+            drop_rx.blocking_recv().unwrap();
+            drop(runtime);
+            drop(guard);
+            handle
+        })
+    };
+    acquired_rx.await.unwrap();
+    let next = in_line(&locks, "orphan", &short, 1).await;
+    drop_tx.send(()).unwrap();
+    let handle = tokio::task::spawn_blocking(move || elsewhere.join().unwrap())
+        .await
+        .unwrap();
+    let guard = next.await.unwrap().unwrap();
+    assert!(guard.is_held());
+    guard.release().await.unwrap();
+    drop(handle);
+}
