@@ -789,12 +789,18 @@ async fn contended_tables(config: &Config) {
 }
 
 /// One contender alone for `BENCH_SOLO_SECS` (default 10) s, to profile it
-/// (`strace -c`, `perf`): `BENCH_SOLO=<ours|fair|rslock>:<workers>[:shared]`.
+/// (`strace -c`, `perf`): `BENCH_SOLO=<ours|fair|rslock|floor>:<workers>[:shared|:<clients>]`
+/// (`shared`: one client for all workers, as `:1`; default: one per worker).
+/// The floor's workers always have their own connections.
 async fn solo_run(config: &Config, solo: &str) {
     let mut parts = solo.split(':');
     let who = parts.next().unwrap_or_default().to_owned();
     let workers: usize = parts.next().and_then(|w| w.parse().ok()).unwrap_or(16);
-    let shared = parts.next() == Some("shared");
+    let clients: usize = match parts.next() {
+        Some("shared") => 1,
+        Some(count) => count.parse().unwrap_or(workers).max(1),
+        None => workers,
+    };
     let secs: u64 = std::env::var("BENCH_SOLO_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -806,8 +812,14 @@ async fn solo_run(config: &Config, solo: &str) {
         contended_for: Duration::from_secs(secs),
     };
     let options = LockOptions::new(Duration::from_secs(30)).fair(who == "fair");
-    let client = LockClient::connect(&config.url).await.unwrap();
-    let manager = rslock::LockManager::new(vec![config.url.clone()]);
+    let mut shared = Vec::new();
+    let mut managers = Vec::new();
+    for _ in 0..clients {
+        shared.push(LockClient::connect(&config.url).await.unwrap());
+        managers.push(rslock::LockManager::new(vec![config.url.clone()]));
+    }
+    let turn = std::sync::atomic::AtomicUsize::new(0);
+    let next = || turn.fetch_add(1, Ordering::Relaxed) % clients;
     let name = format!("bench:solo:{who}");
     let c = if who == "floor" {
         contended(&config, workers, &name, |url: String| async move {
@@ -815,30 +827,15 @@ async fn solo_run(config: &Config, solo: &str) {
         })
         .await
     } else if who == "rslock" {
-        contended(&config, workers, &name, |url: String| {
-            let manager = manager.clone();
-            async move {
-                Peer(if shared {
-                    manager
-                } else {
-                    rslock::LockManager::new(vec![url])
-                })
-            }
+        contended(&config, workers, &name, |_| {
+            let manager = managers[next()].clone();
+            async move { Peer(manager) }
         })
         .await
     } else {
-        contended(&config, workers, &name, |url: String| {
-            let (client, options) = (client.clone(), options.clone());
-            async move {
-                Ours(
-                    if shared {
-                        client
-                    } else {
-                        LockClient::connect(&url).await.unwrap()
-                    },
-                    options,
-                )
-            }
+        contended(&config, workers, &name, |_| {
+            let (client, options) = (shared[next()].clone(), options.clone());
+            async move { Ours(client, options) }
         })
         .await
     };
