@@ -383,10 +383,11 @@ impl LockClient {
     /// whose turn it is (which holds the lock, or waits for it in Redis).
     ///
     /// Waiting tasks of one client (default mode) line up in process: only the
-    /// first asks Redis, and each release offers the lock to the next in the
-    /// same request, unless another process's waiter is queued in Redis, which
-    /// then goes first. FIFO (`fair`) waiters all queue in Redis instead, and are
-    /// not counted here.
+    /// first asks Redis, and each release takes the lock for the next in the
+    /// same request. Another process's waiter queued in Redis gets it after at
+    /// most 8 such handoffs in a row, and the next task then queues in Redis
+    /// behind it. FIFO (`fair`) waiters all queue in Redis instead, in arrival
+    /// order across processes, and are not counted here.
     ///
     /// ```no_run
     /// # async fn demo(client: lock_runtime::LockClient) {
@@ -820,8 +821,9 @@ impl LockClient {
     /// was handed on; a lease that was no longer ours is [`LockError::Lost`].
     ///
     /// With the `turn` of this client's line for the lock, the release offers the
-    /// lock to the next task in line (taken for it if no other process's waiter
-    /// is queued), and the turn passes on, with the lock or alone.
+    /// lock to the next task in line (taken for it unless another process's
+    /// waiter is queued and the streak of such handoffs is long), and the turn
+    /// passes on, with the lock or alone.
     pub(crate) async fn release_lease(
         &self,
         lease: &Lease,
@@ -852,11 +854,12 @@ impl LockClient {
                     // From now until the reply, the lock may be the next task's.
                     turn.arm_next(UnsettledToken::holding(self, &lease.key, &next.token));
                 }
+                let keep = turn.as_ref().is_some_and(Turn::may_keep);
                 let sent_at = Instant::now();
                 // On an error (or if this future is dropped), the turn goes to the
                 // next task with its armed token.
                 let released = self
-                    .release_token(&lease.key, &lease.token, next.as_ref())
+                    .release_token(&lease.key, &lease.token, next.as_ref().map(|n| (n, keep)))
                     .await
                     .map_err(|source| LockError::Redis {
                         name: lease.name.clone(),
@@ -883,12 +886,13 @@ impl LockClient {
 
     /// Compare-and-delete `token`, handing the lock to the next queued waiter (or,
     /// when none is queued, taking it for `next`, the next task of this client in
-    /// line), or take a waiting token out of the queue.
+    /// line; with `keep`, taking it for that task ahead of the queue), or take a
+    /// waiting token out of the queue.
     async fn release_token(
         &self,
         key: &str,
         token: &str,
-        next: Option<&Terms>,
+        next: Option<(&Terms, bool)>,
     ) -> redis::RedisResult<Released> {
         let mut connection = self.inner.connection.clone();
         // Notices for this client's own waiters come back in the reply: if it is
@@ -902,10 +906,11 @@ impl LockClient {
         lock_keys(&mut cmd, key)
             .arg(token)
             .arg(self.inner.notices.channel());
-        if let Some(next) = next {
+        if let Some((next, keep)) = next {
             cmd.arg(&next.token)
                 .arg(next.ttl_ms)
-                .arg(next.fence_lifetime_ms);
+                .arg(next.fence_lifetime_ms)
+                .arg(if keep { "1" } else { "0" });
         }
         let (released, own_notices): (i64, Vec<String>) =
             scripts::run(&scripts::RELEASE, &cmd, &mut connection).await?;
@@ -914,7 +919,7 @@ impl LockClient {
             self.inner.contention.mark(key);
             let fence = own_notices.first().and_then(|fence| fence.parse().ok());
             return Ok(Released::HandedHere {
-                fence: fence.filter(|_| next.is_some_and(|next| next.fence_lifetime_ms > 0)),
+                fence: fence.filter(|_| next.is_some_and(|(next, _)| next.fence_lifetime_ms > 0)),
             });
         }
         // Notices for this client's own waiters, handed back instead of published.

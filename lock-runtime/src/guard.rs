@@ -93,9 +93,9 @@ impl LockGuard {
     }
 
     /// Stops the heartbeat and releases the lease: compare-and-delete, or, when
-    /// someone waits, a direct handoff: to the longest-waiting waiter queued in
-    /// Redis, or if none, to the next task of this client in line (see
-    /// [`LockClient::tasks_in_line`]). With
+    /// someone waits, a direct handoff: to the next task of this client in line
+    /// (see [`LockClient::tasks_in_line`]), or to the longest-waiting waiter
+    /// queued in Redis. With
     /// `min_hold`, an early release leaves the key to expire at acquisition +
     /// `min_hold` instead.
     ///

@@ -3,10 +3,11 @@
 //! Of the tasks of one client that want one lock (default mode, waiting allowed),
 //! only the one whose *turn* it is talks to Redis: it tries, queues in Redis,
 //! takes or is handed the lock, holds it. The others wait here in arrival order.
-//! When the task with the turn releases the lock, the release offers it to the
-//! next task in line in the same request (taken for that task's token only if no
-//! other process's waiter is queued in Redis, which goes first), and the turn goes
-//! with it. A lock passed between tasks of one process so costs one request per
+//! When the task with the turn releases the lock, the release takes it for the
+//! next task in line in the same request, and the turn goes with it. Other
+//! processes' waiters queued in Redis go first once the lock has gone from task
+//! to task here [`LOCAL_STREAK`] times in a row (or at once, when nobody waits
+//! here). A lock passed between tasks of one process so costs one request per
 //! acquisition, and a thousand waiting tasks hold one place in Redis, not a
 //! thousand.
 //!
@@ -89,7 +90,17 @@ pub(crate) struct Turn {
     /// The next task, taken out of line for the release to offer the lock to
     /// (boxed: a held lease keeps its turn, and most never take anyone out).
     next: Option<Box<Next>>,
+    /// How many times in a row the lock has gone from task to task of this
+    /// client without passing through the Redis queue.
+    streak: u32,
 }
+
+/// How many times in a row the lock may go from task to task of one client
+/// ahead of other processes' waiters queued in Redis; after that, a release
+/// hands it to the first of them. Passing the lock within the process costs one
+/// request where a handoff to another process costs two and a notice, and the
+/// waiting process's delay stays bounded (this many critical sections).
+pub(crate) const LOCAL_STREAK: u32 = 8;
 
 impl std::fmt::Debug for Waiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -147,6 +158,7 @@ impl Lines {
             return Entry::Turn(Turn {
                 place: Some((Arc::clone(self), key)),
                 next: None,
+                streak: 0,
             });
         };
         let place = (Arc::clone(self), stored);
@@ -193,6 +205,7 @@ impl Lines {
             let turn = Turn {
                 place: Some((Arc::clone(&self), Arc::clone(&key))),
                 next: None,
+                streak: 0,
             };
             // Sent outside the lock: a turn that comes back is disarmed here (its
             // token, if any, dropped: released), and one dropped unreceived later
@@ -228,6 +241,12 @@ impl Turn {
             }));
         }
         self.next.as_ref().map(|next| &next.waiter.terms)
+    }
+
+    /// Whether the lock may go to the next task in line ahead of other
+    /// processes' waiters queued in Redis (see [`LOCAL_STREAK`]).
+    pub(crate) fn may_keep(&self) -> bool {
+        self.streak < LOCAL_STREAK
     }
 
     /// Arms the next task's token (see [`next_waiter`](Self::next_waiter)) before
@@ -276,6 +295,7 @@ impl Turn {
             turn: Turn {
                 place: Some(place),
                 next: None,
+                streak: self.streak.saturating_add(1),
             },
         };
         if let Err(given) = waiter.sender.send(Given::Lock(handed)) {

@@ -122,13 +122,17 @@ return 0
 ///
 /// KEYS as [`ACQUIRE`]; ARGV\[1\] token, ARGV\[2\] the releasing client's notice
 /// channel; optionally ARGV\[3\] the token of the releasing client's next task in
-/// line for the lock (see `local`), ARGV\[4\] its ttl in ms and ARGV\[5\] its fence
-/// key lifetime in ms (`0`: no fencing token). Notices go to each waiter's own client's channel, recorded with its
+/// line for the lock (see `local`), ARGV\[4\] its ttl in ms, ARGV\[5\] its fence
+/// key lifetime in ms (`0`: no fencing token) and ARGV\[6\] `1` if that task takes
+/// the lock ahead of the queue (its client's streak of such handoffs is short),
+/// else `0`. Notices go to each waiter's own client's channel, recorded with its
 /// place in the queue; those for the releasing client itself are not published but
 /// returned, for it to deliver in-process (a handoff between two tasks of one
 /// process costs no message).
 ///
-/// When the key holds the token: hands the lock to the first live queued waiter
+/// When the key holds the token and ARGV\[6\] is `1`: the key now holds ARGV\[3\]
+/// (as below), whoever is queued. Otherwise, when the key holds the token: hands
+/// the lock to the first live queued waiter
 /// (the key now holds that waiter's token for the waiter's ttl, with a fresh
 /// fencing token if it asked for one) and publishes `<token>:<attempt>:<fence>`,
 /// naming the waiter and the attempt of it that the handoff answers, so it can take
@@ -172,6 +176,16 @@ if owner ~= ARGV[1] then
   end
   return {0, own}
 end
+local function take_for_next_task()
+  -- The releasing client's next task takes it, answered in the reply (it waits
+  -- in process, not in the queue).
+  redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
+  local _, fenced = fence(ARGV[5])
+  return {3, {fenced}}
+end
+if ARGV[6] == '1' then
+  return take_for_next_task()
+end
 -- The first two waiters in one read each of the queue and of their entries.
 local queued = redis.call('ZRANGE', KEYS[3], 0, 1)
 local next, ttl, attempt, life, channel
@@ -210,11 +224,7 @@ if next then
   return {2, own}
 end
 if ARGV[3] then
-  -- Nobody else waits: the releasing client's next task takes it, answered in
-  -- the reply (it waits in process, not in the queue).
-  redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
-  local _, fenced = fence(ARGV[5])
-  return {3, {fenced}}
+  return take_for_next_task()
 end
 redis.call('DEL', KEYS[1])
 return {1, own}
