@@ -824,11 +824,16 @@ impl LockClient {
     /// lock to the next task in line (taken for it unless another process's
     /// waiter is queued and the streak of such handoffs is long), and the turn
     /// passes on, with the lock or alone.
+    ///
+    /// `again`: a release of this lease was sent before and abandoned (its future
+    /// dropped), so "not ours" may be that release's own doing: it is not taken
+    /// for a lost lease.
     pub(crate) async fn release_lease(
         &self,
         lease: &Lease,
         min_hold: Option<Duration>,
         mut turn: Option<Turn>,
+        again: bool,
     ) -> Result<Released, LockError> {
         let min_hold_left = min_hold
             .map(|min| {
@@ -877,6 +882,9 @@ impl LockClient {
         };
         if released != Released::NotOurs {
             tracing::debug!(lock = %lease.name, "lock released");
+            Ok(released)
+        } else if again {
+            tracing::debug!(lock = %lease.name, "not held at a second release (the abandoned first may have released it)");
             Ok(released)
         } else {
             lease.mark_lost(LostReason::NotOwnerAtRelease);

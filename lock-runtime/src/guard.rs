@@ -33,6 +33,8 @@ pub struct LockGuard {
     heartbeat: Option<AbortOnDropHandle<()>>,
     /// Still owns the lease: dropping must release it.
     armed: bool,
+    /// A release was sent (and, if the guard is dropped still armed, abandoned).
+    release_sent: bool,
 }
 
 impl LockGuard {
@@ -50,6 +52,7 @@ impl LockGuard {
             runtime,
             heartbeat: Some(heartbeat),
             armed: true,
+            release_sent: false,
         }
     }
 
@@ -104,9 +107,10 @@ impl LockGuard {
     pub async fn release(mut self) -> Result<(), LockError> {
         self.heartbeat = None;
         let lost_before = self.lease.is_lost().then(|| self.lease.lost_error());
+        self.release_sent = true;
         let result = self
             .client
-            .release_lease(&self.lease, self.min_hold, self.lease.take_turn())
+            .release_lease(&self.lease, self.min_hold, self.lease.take_turn(), false)
             .await;
         // Only now: if this future is dropped mid-release, `Drop` still releases.
         self.armed = false;
@@ -146,11 +150,12 @@ impl Drop for LockGuard {
         // Taken here, not in the task: if the task never runs (its runtime is
         // shutting down), the turn still passes on as it is dropped.
         let turn = lease.take_turn();
+        let again = self.release_sent;
         tracing::debug!(lock = %lease.name, "guard dropped; releasing in the background");
         // Never block in drop: the release runs on the runtime captured at acquire
         // time. If that runtime is gone, the ttl frees the lock.
         self.runtime.spawn(async move {
-            if let Err(error) = client.release_lease(&lease, min_hold, turn).await {
+            if let Err(error) = client.release_lease(&lease, min_hold, turn, again).await {
                 tracing::debug!(%error, "background release after drop did not complete");
             }
             lease.ended();

@@ -285,6 +285,7 @@ async fn a_release_cut_short_still_wakes_the_local_waiter() {
             .await;
             waiting
         };
+        let handle = guard.handle();
         server.pause();
         let cut = tokio::time::timeout(Duration::from_millis(200), guard.release()).await;
         assert!(cut.is_err(), "the release cannot finish on a paused server");
@@ -297,6 +298,20 @@ async fn a_release_cut_short_still_wakes_the_local_waiter() {
             acquired - resumed
         );
         assert!(handed.is_held());
+        // The dropped guard released again in the background, after the first
+        // release had run: "not ours" then is no lost lease.
+        until("the background release ran", || !handle.is_held()).await;
+        let after = handle.check();
+        assert!(
+            !matches!(
+                after,
+                Err(lock_runtime::LockError::Lost {
+                    reason: lock_runtime::LostReason::NotOwnerAtRelease,
+                    ..
+                })
+            ),
+            "fair: {fair}: {after:?}"
+        );
         handed.release().await.unwrap();
     }
 }
