@@ -291,3 +291,41 @@ async fn a_guard_dropped_after_its_runtime_shut_down_passes_its_turn_on() {
     guard.release().await.unwrap();
     drop(handle);
 }
+
+/// A lock taken for the next task by a release whose answer came too late to
+/// count on (the server paused for longer than half the task's ttl) is confirmed
+/// by the task's first request, which restarts the lease, instead of being
+/// taken as held on the release's word.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_handed_too_late_to_count_on_is_confirmed_first() {
+    let server = RedisServer::start();
+    let locks = client(&server.url()).await;
+    // Load the scripts first: a first use costs a NOSCRIPT round trip.
+    let warm_up = locks.acquire("warm-up", &options()).await.unwrap();
+    warm_up.release().await.unwrap();
+    let brief =
+        LockOptions::new(Duration::from_millis(200)).wait(Wait::For(Duration::from_secs(10)));
+    let holder = locks.acquire("late", &brief).await.unwrap();
+    let next = in_line(&locks, "late", &brief, 1).await;
+    let scripts_before = server.script_calls();
+    server.pause();
+    let release = tokio::spawn(holder.release());
+    // Longer than half the next task's ttl: the release's answer, when it comes,
+    // is too old to count the lease from.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    server.resume();
+    let _ = release.await.unwrap();
+    let guard = next.await.unwrap().unwrap();
+    assert!(
+        guard.is_held(),
+        "the lease was restarted by the confirmation"
+    );
+    assert!(
+        guard.time_left().unwrap() > Duration::from_millis(100),
+        "{:?} left",
+        guard.time_left()
+    );
+    // The release, then the confirming attempt.
+    assert_eq!(server.script_calls() - scripts_before, 2);
+    guard.release().await.unwrap();
+}
