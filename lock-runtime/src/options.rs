@@ -79,11 +79,17 @@ pub struct LockOptions {
     pub min_hold: Option<Duration>,
     /// What a scoped `run` does when the lease is lost mid-body.
     pub on_lost: OnLost,
-    /// Serve waiters strictly in arrival order. In both modes a release hands the
-    /// lock directly to the longest-waiting live waiter (queued in Redis); the
-    /// default also lets a newcomer take a lock it finds free (after a holder's
-    /// lease ran out, say) ahead of the queue, where FIFO mode keeps it for the
-    /// first waiter. FIFO acquires always run the script (no plain `SET NX` first).
+    /// Serve waiters strictly in arrival order, across processes. In both modes a
+    /// release hands the lock directly to a waiter. By default the tasks of one
+    /// client wait in line in the process, and a release takes the lock for the
+    /// next of them, up to 8 times in a row ahead of other processes' waiters
+    /// queued in Redis (see
+    /// [`LockClient::tasks_in_line`](crate::LockClient::tasks_in_line)); a
+    /// newcomer may also take a lock it finds free (after a holder's lease ran
+    /// out, say) ahead of the queue. FIFO mode queues every waiter in Redis and
+    /// hands the lock to the longest-waiting live one, and keeps a free lock for
+    /// the first waiter; it costs a request more per handoff between tasks of one
+    /// process. FIFO acquires always run the script (no plain `SET NX` first).
     /// Every user of a lock must agree on this setting.
     pub fair: bool,
 }
