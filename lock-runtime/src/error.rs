@@ -99,7 +99,8 @@ pub enum LockError {
     /// Options or client configuration are inconsistent or malformed.
     #[error("invalid configuration for {subject}: {reason}")]
     Config {
-        /// What was being configured: a lock (`lock \`name\``) or a client (`client for <url>`).
+        /// What was being configured: a lock (``lock `name` ``) or a client
+        /// (`client for <url>`).
         subject: String,
         /// What is wrong and how to fix it.
         reason: String,
