@@ -825,9 +825,11 @@ impl LockClient {
     /// waiter is queued and the streak of such handoffs is long), and the turn
     /// passes on, with the lock or alone.
     ///
-    /// `again`: a release of this lease was sent before and abandoned (its future
-    /// dropped), so "not ours" may be that release's own doing: it is not taken
-    /// for a lost lease.
+    /// `again`: a release of this lease was sent while it was still valid, and
+    /// abandoned (its future dropped), so "not ours" is that release's own doing
+    /// (or an expiry after the work under the lease was done): it is not taken
+    /// for a lost lease. A lease no longer valid when the first release was sent
+    /// is reported lost as usual.
     pub(crate) async fn release_lease(
         &self,
         lease: &Lease,

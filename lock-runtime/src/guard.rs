@@ -33,8 +33,10 @@ pub struct LockGuard {
     heartbeat: Option<AbortOnDropHandle<()>>,
     /// Still owns the lease: dropping must release it.
     armed: bool,
-    /// A release was sent (and, if the guard is dropped still armed, abandoned).
-    release_sent: bool,
+    /// A release was sent while the lease was still valid (and, if the guard is
+    /// dropped still armed, abandoned): "not ours" at a second release is then
+    /// that release's doing, or an expiry after the work was done.
+    released_while_held: bool,
 }
 
 impl LockGuard {
@@ -52,7 +54,7 @@ impl LockGuard {
             runtime,
             heartbeat: Some(heartbeat),
             armed: true,
-            release_sent: false,
+            released_while_held: false,
         }
     }
 
@@ -107,7 +109,7 @@ impl LockGuard {
     pub async fn release(mut self) -> Result<(), LockError> {
         self.heartbeat = None;
         let lost_before = self.lease.is_lost().then(|| self.lease.lost_error());
-        self.release_sent = true;
+        self.released_while_held = self.lease.is_held();
         let result = self
             .client
             .release_lease(&self.lease, self.min_hold, self.lease.take_turn(), false)
@@ -150,7 +152,7 @@ impl Drop for LockGuard {
         // Taken here, not in the task: if the task never runs (its runtime is
         // shutting down), the turn still passes on as it is dropped.
         let turn = lease.take_turn();
-        let again = self.release_sent;
+        let again = self.released_while_held;
         tracing::debug!(lock = %lease.name, "guard dropped; releasing in the background");
         // Never block in drop: the release runs on the runtime captured at acquire
         // time. If that runtime is gone, the ttl frees the lock.

@@ -99,7 +99,8 @@ pub(crate) struct Turn {
 /// ahead of other processes' waiters queued in Redis; after that, a release
 /// hands it to the first of them. Passing the lock within the process costs one
 /// request where a handoff to another process costs two and a notice, and the
-/// waiting process's delay stays bounded (this many critical sections).
+/// waiting process's delay stays bounded (this many critical sections after the
+/// current holder's).
 pub(crate) const LOCAL_STREAK: u32 = 8;
 
 impl std::fmt::Debug for Waiter {
@@ -186,8 +187,8 @@ impl Lines {
     }
 
     /// Gives the turn for `key` to `next`, else to the first task in line still
-    /// there, else ends the line.
-    fn pass_on(self: Arc<Self>, key: Arc<str>, mut next: Option<Box<Next>>) {
+    /// there, else ends the line. `streak`: the streak of the turn passed on.
+    fn pass_on(self: Arc<Self>, key: Arc<str>, mut next: Option<Box<Next>>, streak: u32) {
         loop {
             let (waiter, token) = match next.take() {
                 Some(next) => (next.waiter, next.token),
@@ -202,10 +203,18 @@ impl Lines {
                     }
                 }
             };
+            // With an armed token, a release that got no answer may have taken
+            // the lock for this task: that counts as a handoff in the process,
+            // or releases cut short would restart the streak and could keep the
+            // lock here for ever. Otherwise the task asks Redis: a fresh streak.
             let turn = Turn {
                 place: Some((Arc::clone(&self), Arc::clone(&key))),
                 next: None,
-                streak: 0,
+                streak: if token.is_some() {
+                    streak.saturating_add(1)
+                } else {
+                    0
+                },
             };
             // Sent outside the lock: a turn that comes back is disarmed here (its
             // token, if any, dropped: released), and one dropped unreceived later
@@ -313,7 +322,7 @@ impl Turn {
 impl Drop for Turn {
     fn drop(&mut self) {
         if let Some((lines, key)) = self.place.take() {
-            lines.pass_on(key, self.next.take());
+            lines.pass_on(key, self.next.take(), self.streak);
         }
     }
 }

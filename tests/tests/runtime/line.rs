@@ -102,44 +102,56 @@ async fn another_process_s_waiter_gets_the_lock_after_at_most_eight_local_handof
     let server = RedisServer::start();
     let here = client(&server.url()).await;
     let there = client(&server.url()).await;
-    let holder = here.acquire("shared", &options()).await.unwrap();
-    let served = Arc::new(Mutex::new(Vec::new()));
-    let remote = {
-        let (there, served) = (there.clone(), Arc::clone(&served));
-        tokio::spawn(async move {
-            let guard = there.acquire("shared", &options()).await.unwrap();
-            served.lock().unwrap().push("there");
-            guard.release().await.unwrap();
-        })
-    };
-    until("the other process's waiter queued", || {
-        queued(&server, &there, "shared") == 1
-    })
-    .await;
-    let mut local = Vec::new();
-    for place in 1..=11 {
-        let (task_locks, served) = (here.clone(), Arc::clone(&served));
-        local.push(tokio::spawn(async move {
-            let guard = task_locks.acquire("shared", &options()).await.unwrap();
-            served.lock().unwrap().push("here");
-            guard.release().await.unwrap();
-        }));
-        until("the task waits in line", || {
-            here.tasks_in_line("shared") == place
+    // The second time, the first release is cut short (the server paused, its
+    // answer never awaited): the lock it took for the next task still counts
+    // in the streak, or cut releases could keep the lock in the process.
+    for (name, cut_short) in [("shared", false), ("shared-cut", true)] {
+        let holder = here.acquire(name, &options()).await.unwrap();
+        let served = Arc::new(Mutex::new(Vec::new()));
+        let remote = {
+            let (there, served) = (there.clone(), Arc::clone(&served));
+            tokio::spawn(async move {
+                let guard = there.acquire(name, &options()).await.unwrap();
+                served.lock().unwrap().push("there");
+                guard.release().await.unwrap();
+            })
+        };
+        until("the other process's waiter queued", || {
+            queued(&server, &there, name) == 1
         })
         .await;
+        let mut local = Vec::new();
+        for place in 1..=11 {
+            let (task_locks, served) = (here.clone(), Arc::clone(&served));
+            local.push(tokio::spawn(async move {
+                let guard = task_locks.acquire(name, &options()).await.unwrap();
+                served.lock().unwrap().push("here");
+                guard.release().await.unwrap();
+            }));
+            until("the task waits in line", || {
+                here.tasks_in_line(name) == place
+            })
+            .await;
+        }
+        if cut_short {
+            server.pause();
+            let cut = tokio::time::timeout(Duration::from_millis(200), holder.release()).await;
+            assert!(cut.is_err(), "the release cannot finish on a paused server");
+            server.resume();
+        } else {
+            holder.release().await.unwrap();
+        }
+        remote.await.unwrap();
+        for task in local {
+            task.await.unwrap();
+        }
+        let order = served.lock().unwrap().clone();
+        let mut expected = vec!["here"; 8];
+        expected.push("there");
+        expected.extend(["here"; 3]);
+        assert_eq!(order, expected, "cut short: {cut_short}");
+        assert_eq!(get(&server, &here.key_for(name)), None);
     }
-    holder.release().await.unwrap();
-    remote.await.unwrap();
-    for task in local {
-        task.await.unwrap();
-    }
-    let order = served.lock().unwrap().clone();
-    let mut expected = vec!["here"; 8];
-    expected.push("there");
-    expected.extend(["here"; 3]);
-    assert_eq!(order, expected);
-    assert_eq!(get(&server, &here.key_for("shared")), None);
 }
 
 /// A task that gives up (its wait times out) leaves the line, and the task behind
@@ -305,7 +317,9 @@ async fn a_lock_handed_too_late_to_count_on_is_confirmed_first() {
     warm_up.release().await.unwrap();
     let brief =
         LockOptions::new(Duration::from_millis(200)).wait(Wait::For(Duration::from_secs(10)));
-    let holder = locks.acquire("late", &brief).await.unwrap();
+    // The holder's own lease outlasts the pause: its release must find the lock
+    // its own and take it for the next task.
+    let holder = locks.acquire("late", &options()).await.unwrap();
     let next = in_line(&locks, "late", &brief, 1).await;
     let scripts_before = server.script_calls();
     server.pause();
@@ -314,7 +328,7 @@ async fn a_lock_handed_too_late_to_count_on_is_confirmed_first() {
     // is too old to count the lease from.
     tokio::time::sleep(Duration::from_millis(150)).await;
     server.resume();
-    let _ = release.await.unwrap();
+    release.await.unwrap().unwrap();
     let guard = next.await.unwrap().unwrap();
     assert!(
         guard.is_held(),
