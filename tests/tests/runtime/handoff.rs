@@ -42,11 +42,7 @@ async fn queued_waiter(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_release_hands_the_lock_to_the_waiter_with_no_further_request() {
     let server = RedisServer::start();
-    // Load the scripts first: a first use costs a NOSCRIPT round trip.
-    let warm_up = client(&server.url()).await;
-    let fenced = crate::ttl(1_000).fencing(true); // fencing: through the script
-    let guard = warm_up.acquire("warm-up", &fenced).await.unwrap();
-    guard.release().await.unwrap();
+    crate::load_scripts(&client(&server.url()).await).await;
     for (fair, name) in [(false, "handoff-default"), (true, "handoff-fair")] {
         let options = LockOptions::new(Duration::from_secs(30))
             .fair(fair)
@@ -263,9 +259,7 @@ async fn a_release_cut_short_still_wakes_the_local_waiter() {
     let server = RedisServer::start();
     let options = LockOptions::new(Duration::from_secs(30));
     let locks = client(&server.url()).await;
-    // Load the release script: a first EVALSHA would only get NOSCRIPT.
-    let warm_up = locks.acquire("warm-up", &options).await.unwrap();
-    warm_up.release().await.unwrap();
+    crate::load_scripts(&locks).await;
     for fair in [false, true] {
         let options = options.clone().fair(fair);
         let guard = locks.acquire("cut-short", &options).await.unwrap();

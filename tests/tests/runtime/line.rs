@@ -242,9 +242,7 @@ async fn a_lost_lease_holds_up_no_task_in_line() {
 async fn a_lock_taken_by_a_release_cut_short_for_a_task_that_gave_up_goes_to_the_next() {
     let server = RedisServer::start();
     let locks = client(&server.url()).await;
-    // Load the scripts first: a first use costs a NOSCRIPT round trip.
-    let warm_up = locks.acquire("warm-up", &options()).await.unwrap();
-    warm_up.release().await.unwrap();
+    crate::load_scripts(&locks).await;
     let holder = locks.acquire("cut-short", &options()).await.unwrap();
     let brief = options().wait(Wait::For(Duration::from_millis(100)));
     let gives_up = in_line(&locks, "cut-short", &brief, 1).await;
@@ -312,9 +310,7 @@ async fn a_guard_dropped_after_its_runtime_shut_down_passes_its_turn_on() {
 async fn a_lock_handed_too_late_to_count_on_is_confirmed_first() {
     let server = RedisServer::start();
     let locks = client(&server.url()).await;
-    // Load the scripts first: a first use costs a NOSCRIPT round trip.
-    let warm_up = locks.acquire("warm-up", &options()).await.unwrap();
-    warm_up.release().await.unwrap();
+    crate::load_scripts(&locks).await;
     let brief =
         LockOptions::new(Duration::from_millis(200)).wait(Wait::For(Duration::from_secs(10)));
     // The holder's own lease outlasts the pause: its release must find the lock
