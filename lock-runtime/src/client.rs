@@ -295,8 +295,9 @@ pub(crate) enum Released {
     Ended,
     /// Handed it to the next queued waiter.
     HandedOn,
-    /// Took it for the next task of this client in line (no other process's
-    /// waiter was queued), with this fencing token when that task asked for one.
+    /// Took it for the next task of this client in line (within the streak, or
+    /// no other process's waiter was queued), with this fencing token when that
+    /// task asked for one.
     HandedHere { fence: Option<u64> },
 }
 
