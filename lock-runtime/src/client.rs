@@ -926,22 +926,25 @@ impl LockClient {
         let (released, own_notices): (i64, Vec<String>) =
             scripts::run(&scripts::RELEASE, &cmd, &mut connection).await?;
         reply.answered = true;
-        if released == 3 {
-            self.inner.contention.mark(key);
-            let fence = own_notices.first().and_then(|fence| fence.parse().ok());
-            return Ok(Released::HandedHere {
-                fence: fence.filter(|_| next.is_some_and(|(next, _)| next.fence_lifetime_ms > 0)),
-            });
-        }
-        // Notices for this client's own waiters, handed back instead of published.
-        for notice in &own_notices {
-            self.inner.notices.deliver_here(notice);
-        }
         let released = match released {
+            // The reply then carries the fencing token taken for the next task.
+            3 => Released::HandedHere {
+                fence: own_notices
+                    .first()
+                    .and_then(|fence| fence.parse().ok())
+                    .filter(|_| next.is_some_and(|(next, _)| next.fence_lifetime_ms > 0)),
+            },
             2 => Released::HandedOn,
             1 => Released::Ended,
             _ => Released::NotOurs,
         };
+        if !matches!(released, Released::HandedHere { .. }) {
+            // Notices for this client's own waiters, handed back instead of
+            // published.
+            for notice in &own_notices {
+                self.inner.notices.deliver_here(notice);
+            }
+        }
         match released {
             Released::HandedOn | Released::HandedHere { .. } => self.inner.contention.mark(key),
             Released::Ended => self.inner.contention.forget(key),
