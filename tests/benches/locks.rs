@@ -288,21 +288,40 @@ struct HandoffFloor {
 }
 
 static FLOOR_ACQUIRE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
-    redis::Script::new(
-        "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end \
+    redis::Script::new(&format!(
+        "{}if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end \
          redis.call('RPUSH', KEYS[2], ARGV[1]) return 0",
-    )
+        floor_burn(0)
+    ))
 });
 
 static FLOOR_RELEASE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
-    redis::Script::new(
-        "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end \
+    redis::Script::new(&format!(
+        "{}if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end \
          local next = redis.call('LPOP', KEYS[2]) \
          if next then redis.call('SET', KEYS[1], next, 'PX', ARGV[2]) \
            redis.call('PUBLISH', next, '1') return 2 end \
          redis.call('DEL', KEYS[1]) return 1",
-    )
+        floor_burn(1)
+    ))
 });
+
+/// Extra server work for the floor's scripts, to measure how much the server's
+/// script time weighs on throughput: `BENCH_FLOOR_BURN=<attempt>:<release>`
+/// makes the attempt and the release run that many `PTTL`s first (each about
+/// 1 µs of server time, 6k instructions). Unset: none.
+fn floor_burn(which: usize) -> String {
+    let counts = std::env::var("BENCH_FLOOR_BURN").unwrap_or_default();
+    let count: u32 = counts
+        .split(':')
+        .nth(which)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    if count == 0 {
+        return String::new();
+    }
+    format!("for _ = 1, {count} do redis.call('PTTL', KEYS[1]) end ")
+}
 
 impl HandoffFloor {
     async fn connect(url: &str) -> HandoffFloor {
