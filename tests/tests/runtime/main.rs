@@ -3,6 +3,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod bad_input;
+mod chaos;
 mod default_client;
 mod fair;
 mod fencing;
@@ -58,8 +59,13 @@ async fn load_scripts(locks: &LockClient) {
 }
 
 /// Polls `condition` every 5 ms for up to 5 s.
-async fn until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
+async fn until(what: &str, condition: impl FnMut() -> bool) {
+    until_within(Duration::from_secs(5), what, condition).await;
+}
+
+/// Polls `condition` every 5 ms for up to `limit`.
+async fn until_within(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
     while !condition() {
         assert!(Instant::now() < deadline, "never happened: {what}");
         tokio::time::sleep(Duration::from_millis(5)).await;
