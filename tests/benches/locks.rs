@@ -9,6 +9,7 @@
 //! BENCH_ONLY=contended cargo bench ...                 # parts: uncontended, contended, scale
 //! BENCH_REDIS_URL=redis://host:6379 cargo bench ...   # an existing server (keys bench:*)
 //! BENCH_ONLY=none BENCH_SOLO=ours:16 cargo bench ...   # one contender alone, to profile
+//! BENCH_FLOOR_BURN=18:18 ...                          # extra server work in the floor's scripts
 //! ```
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::print_stdout)]
