@@ -923,7 +923,7 @@ impl LockClient {
                 .arg(next.fence_lifetime_ms)
                 .arg(if keep { "1" } else { "0" });
         }
-        let (released, own_notices): (i64, Vec<String>) =
+        let scripts::Coded(released, own_notices) =
             scripts::run(&scripts::RELEASE, &cmd, &mut connection).await?;
         reply.answered = true;
         let released = match released {

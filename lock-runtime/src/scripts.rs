@@ -33,6 +33,23 @@ pub(crate) async fn run<T: redis::FromRedisValue>(
     }
 }
 
+/// A script's result code with the strings that came with it: the reply
+/// `{code, {strings…}}`, or a bare `code` (no strings).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Coded(pub(crate) i64, pub(crate) Vec<String>);
+
+impl redis::FromRedisValue for Coded {
+    fn from_redis_value(value: redis::Value) -> Result<Self, redis::ParsingError> {
+        match value {
+            redis::Value::Int(code) => Ok(Coded(code, Vec::new())),
+            other => {
+                let (code, strings) = redis::from_redis_value(other)?;
+                Ok(Coded(code, strings))
+            }
+        }
+    }
+}
+
 /// Acquire, in either mode.
 ///
 /// KEYS\[1\] lock key, KEYS\[2\] fence key, KEYS\[3\] wait queue, KEYS\[4\]
@@ -143,19 +160,39 @@ return 0
 /// re-checks before its place lapses and then wakes when the holder's remaining
 /// lease ends. Returns `{2, local notices}`. When no live waiter is queued: with
 /// ARGV\[3\], the key now holds that token for its ttl (with a fresh fencing
-/// token if asked) and the result is `{3, {fence}}` (`'0'` without fencing);
-/// else the key is deleted and the result is `{1, {}}`.
+/// token if asked) and the result is `{3, {fence}}` (`3` without fencing);
+/// else the key is deleted and the result is `1`.
 ///
 /// Otherwise (the token is a waiter giving up, or a lease already lost) the token
 /// leaves the queue and no lock is touched; if the lock is free, the next waiter
 /// is woken (`<token>` alone) to try for it. The result is then
 /// `{0, local notices}`.
 ///
+/// A result with no local notices is the bare code (`2`, `0`): a table reply
+/// costs the server more than the rest of a plain release. The plain release
+/// (the key holds the token, nobody queued, no next task) runs first, before the
+/// shared helpers are made.
+///
 /// Notices are sent with `pcall`: a user whose ACL denies the channel still
 /// releases (waiters then poll).
 pub(crate) static RELEASE: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(&format!(
-        "{SHARED_FUNCTIONS}{}",
+        "{}{SHARED_FUNCTIONS}{}",
+        r"
+-- The common case first, before the helpers are made (each run of a script
+-- makes them anew): the key holds the token, nobody is queued, and no task of
+-- this client waits to take it.
+local owner = redis.call('GET', KEYS[1])
+local queued
+if owner == ARGV[1] and ARGV[6] ~= '1' then
+  -- The first two waiters, if any (read once: the handoff below uses them).
+  queued = redis.call('ZRANGE', KEYS[3], 0, 1)
+  if not queued[1] and not ARGV[3] then
+    redis.call('DEL', KEYS[1])
+    return 1
+  end
+end
+",
         r"
 local own = {}
 local function notify(channel, payload)
@@ -165,7 +202,14 @@ local function notify(channel, payload)
     redis.pcall('PUBLISH', channel, payload)
   end
 end
-local owner = redis.call('GET', KEYS[1])
+-- A bare code when there are no notices to hand back (a table reply costs the
+-- server more).
+local function reply(code)
+  if own[1] then
+    return {code, own}
+  end
+  return code
+end
 if owner ~= ARGV[1] then
   leave(ARGV[1])
   if not owner then
@@ -174,20 +218,21 @@ if owner ~= ARGV[1] then
       notify(channel, next)
     end
   end
-  return {0, own}
+  return reply(0)
 end
 local function take_for_next_task()
   -- The releasing client's next task takes it, answered in the reply (it waits
   -- in process, not in the queue).
   redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
   local _, fenced = fence(ARGV[5])
+  if fenced == '0' then
+    return 3
+  end
   return {3, {fenced}}
 end
 if ARGV[6] == '1' then
   return take_for_next_task()
 end
--- The first two waiters in one read each of the queue and of their entries.
-local queued = redis.call('ZRANGE', KEYS[3], 0, 1)
 local next, ttl, attempt, life, channel
 local entries = {}
 if queued[1] then
@@ -221,13 +266,13 @@ if next then
   if heir and now_ms() + tonumber(ttl) < heir_deadline then
     notify(heir_channel, heir .. ':' .. ttl)
   end
-  return {2, own}
+  return reply(2)
 end
 if ARGV[3] then
   return take_for_next_task()
 end
 redis.call('DEL', KEYS[1])
-return {1, own}
+return 1
 "
     ))
 });
@@ -319,3 +364,27 @@ local function first_live()
   end
 end
 ";
+
+#[cfg(test)]
+mod tests {
+    use redis::{FromRedisValue, Value};
+
+    use super::Coded;
+
+    #[test]
+    fn a_result_is_a_bare_code_or_a_code_with_strings() {
+        assert_eq!(
+            Coded::from_redis_value(Value::Int(1)).ok(),
+            Some(Coded(1, Vec::new()))
+        );
+        let with_notices = Value::Array(vec![
+            Value::Int(2),
+            Value::Array(vec![Value::BulkString(b"token:3:0".to_vec())]),
+        ]);
+        assert_eq!(
+            Coded::from_redis_value(with_notices).ok(),
+            Some(Coded(2, vec!["token:3:0".to_owned()]))
+        );
+        assert!(Coded::from_redis_value(Value::Nil).is_err());
+    }
+}
