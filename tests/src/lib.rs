@@ -215,18 +215,18 @@ impl RedisServer {
 
     /// Freezes the server (`SIGSTOP`): connections stay open, nothing is answered.
     pub fn pause(&self) {
-        signal("-STOP", self.pid());
+        signal(rustix::process::Signal::STOP, self.pid());
     }
 
     /// Thaws a paused server (`SIGCONT`).
     pub fn resume(&self) {
-        signal("-CONT", self.pid());
+        signal(rustix::process::Signal::CONT, self.pid());
     }
 
     /// Kills the server (`SIGKILL`) and waits for it to exit.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
-            signal("-CONT", child.id());
+            signal(rustix::process::Signal::CONT, child.id());
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -392,11 +392,11 @@ fn openssl(args: &[&str]) {
     );
 }
 
-fn signal(which: &str, pid: u32) {
-    let status = Command::new("kill")
-        .arg(which)
-        .arg(pid.to_string())
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill {which} {pid} failed");
+fn signal(which: rustix::process::Signal, pid: u32) {
+    let target = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .expect("a server's pid");
+    rustix::process::kill_process(target, which)
+        .unwrap_or_else(|error| panic!("signal {which:?} to {pid}: {error}"));
 }

@@ -125,24 +125,17 @@ struct Stalls {
 }
 
 impl Stalls {
-    fn start(pid: u32, seed: u64) -> Self {
+    fn start(server: Arc<RedisServer>, seed: u64) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = Arc::clone(&stop);
         let thread = std::thread::spawn(move || {
             let mut pick = Choices::new(seed ^ 0x5EED);
-            let signal = |which: &str| {
-                let status = std::process::Command::new("kill")
-                    .args([which, &pid.to_string()])
-                    .status()
-                    .expect("run kill");
-                assert!(status.success(), "kill {which} {pid}");
-            };
             let mut stalls = 0;
             while !stopped.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(20 + pick.below(40)));
-                signal("-STOP");
+                server.pause();
                 std::thread::sleep(Duration::from_millis(1 + pick.below(25)));
-                signal("-CONT");
+                server.resume();
                 stalls += 1;
             }
             stalls
@@ -162,7 +155,7 @@ async fn chaos(fair: bool) {
         .ok()
         .and_then(|seed| seed.parse().ok())
         .unwrap_or(20_261_127);
-    let server = RedisServer::start();
+    let server = Arc::new(RedisServer::start());
     let name = if fair { "chaos-fair" } else { "chaos" };
     let base = ttl(5_000).fencing(true).fair(fair);
     let mut clients = Vec::new();
@@ -170,7 +163,7 @@ async fn chaos(fair: bool) {
         clients.push(client(&server.url()).await);
     }
     let watch = Arc::new(Watch::default());
-    let stalls = Stalls::start(server.pid(), seed);
+    let stalls = Stalls::start(Arc::clone(&server), seed);
     let mut tasks = Vec::new();
     for index in 0..CLIENTS * TASKS_PER_CLIENT {
         let (locks, base, watch) = (
