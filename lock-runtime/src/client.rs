@@ -386,8 +386,8 @@ impl LockClient {
     /// Waiting tasks of one client (default mode) line up in process: only the
     /// first asks Redis, and each release takes the lock for the next in the
     /// same request. Another process's waiter queued in Redis gets it after at
-    /// most 8 such handoffs in a row, and the next task then queues in Redis
-    /// behind it. FIFO (`fair`) waiters all queue in Redis instead, in arrival
+    /// most 8 such handoffs in a row, or after any hold of 5 ms or more, and the
+    /// next task then queues in Redis behind it. FIFO (`fair`) waiters all queue in Redis instead, in arrival
     /// order across processes, and are not counted here.
     ///
     /// ```no_run
@@ -862,7 +862,8 @@ impl LockClient {
                     // From now until the reply, the lock may be the next task's.
                     turn.arm_next(UnsettledToken::holding(self, &lease.key, &next.token));
                 }
-                let keep = turn.as_ref().is_some_and(Turn::may_keep);
+                let held = lease.held_since.elapsed();
+                let keep = turn.as_ref().is_some_and(|turn| turn.may_keep(held));
                 let sent_at = Instant::now();
                 // On an error (or if this future is dropped), the turn goes to the
                 // next task with its armed token.

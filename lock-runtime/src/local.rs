@@ -6,10 +6,10 @@
 //! When the task with the turn releases the lock, the release takes it for the
 //! next task in line in the same request, and the turn goes with it. Other
 //! processes' waiters queued in Redis go first once the lock has gone from task
-//! to task here [`LOCAL_STREAK`] times in a row (or at once, when nobody waits
-//! here). A lock passed between tasks of one process so costs one request per
-//! acquisition, and a thousand waiting tasks hold one place in Redis, not a
-//! thousand.
+//! to task here [`LOCAL_STREAK`] times in a row, or after a hold of
+//! [`LOCAL_HOLD`] or more (or at once, when nobody waits here). A lock passed
+//! between tasks of one process so costs one request per acquisition, and a
+//! thousand waiting tasks hold one place in Redis, not a thousand.
 //!
 //! Mutual exclusion never rests on this line: every holder holds the key in Redis.
 //! The line only decides which task asks next. The turn is a value that passes
@@ -19,6 +19,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -99,9 +100,17 @@ pub(crate) struct Turn {
 /// ahead of other processes' waiters queued in Redis; after that, a release
 /// hands it to the first of them. Passing the lock within the process costs one
 /// request where a handoff to another process costs two and a notice, and the
-/// waiting process's delay stays bounded (this many critical sections after the
-/// current holder's).
+/// waiting process's delay stays bounded (this many short critical sections,
+/// see [`LOCAL_HOLD`], after the current holder's).
 pub(crate) const LOCAL_STREAK: u32 = 8;
+
+/// The lock goes to the next task of the same client ahead of other processes'
+/// waiters only after a hold shorter than this. What passing it within the
+/// process saves (a request and a notice, a fraction of a millisecond) matters
+/// for short critical sections only; after a longer one the waiter of another
+/// process goes first, so a busy process never makes others wait for several
+/// long holds in a row.
+pub(crate) const LOCAL_HOLD: Duration = Duration::from_millis(5);
 
 impl std::fmt::Debug for Waiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -252,10 +261,11 @@ impl Turn {
         self.next.as_ref().map(|next| &next.waiter.terms)
     }
 
-    /// Whether the lock may go to the next task in line ahead of other
-    /// processes' waiters queued in Redis (see [`LOCAL_STREAK`]).
-    pub(crate) fn may_keep(&self) -> bool {
-        self.streak < LOCAL_STREAK
+    /// Whether the lock, held for `held`, may go to the next task in line ahead
+    /// of other processes' waiters queued in Redis (see [`LOCAL_STREAK`] and
+    /// [`LOCAL_HOLD`]).
+    pub(crate) fn may_keep(&self, held: Duration) -> bool {
+        self.streak < LOCAL_STREAK && held < LOCAL_HOLD
     }
 
     /// Arms the next task's token (see [`next_waiter`](Self::next_waiter)) before

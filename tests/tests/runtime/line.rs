@@ -93,65 +93,117 @@ async fn tasks_are_served_in_arrival_order_for_one_request_each() {
 }
 
 /// A waiter of another process, queued in Redis, gets the lock after at most
-/// eight handoffs in a row between the tasks of this one (each costs one request,
-/// where a handoff to another process costs two and a notice); the task after
-/// the streak then queues in Redis behind it: a busy process does not keep the
-/// lock to itself.
+/// eight handoffs in a row between the tasks of this one (short holds; each
+/// costs one request, where a handoff to another process costs two and a
+/// notice); the task after the streak then queues in Redis behind it: a busy
+/// process does not keep the lock to itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_process_s_waiter_gets_the_lock_after_at_most_eight_local_handoffs() {
-    let server = RedisServer::start();
+    let server = Arc::new(RedisServer::start());
     let here = client(&server.url()).await;
     let there = client(&server.url()).await;
-    // The second time, the first release is cut short (the server paused, its
-    // answer never awaited): the lock it took for the next task still counts
-    // in the streak, or cut releases could keep the lock in the process.
+    let blocker = client(&server.url()).await;
+    // The second time, the first release here is cut short (sent to a paused
+    // server, its answer never awaited): the lock it took for the next task
+    // still counts in the streak, or cut releases could keep the lock in the
+    // process.
     for (name, cut_short) in [("shared", false), ("shared-cut", true)] {
-        let holder = here.acquire(name, &options()).await.unwrap();
+        let blocking = blocker.acquire(name, &options()).await.unwrap();
         let served = Arc::new(Mutex::new(Vec::new()));
-        let remote = {
-            let (there, served) = (there.clone(), Arc::clone(&served));
+        let serve = |locks: &LockClient, who: &'static str, cut: bool| {
+            let (locks, served, server) = (locks.clone(), Arc::clone(&served), Arc::clone(&server));
             tokio::spawn(async move {
-                let guard = there.acquire(name, &options()).await.unwrap();
-                served.lock().unwrap().push("there");
-                guard.release().await.unwrap();
+                let guard = locks.acquire(name, &options()).await.unwrap();
+                served.lock().unwrap().push(who);
+                if cut {
+                    server.pause();
+                    let cut =
+                        tokio::time::timeout(Duration::from_millis(200), guard.release()).await;
+                    server.resume();
+                    assert!(cut.is_err(), "the release cannot finish on a paused server");
+                } else {
+                    guard.release().await.unwrap();
+                }
             })
         };
-        until("the other process's waiter queued", || {
-            queued(&server, &there, name) == 1
+        // Queued in Redis in this order: this process's first task, the other
+        // process's waiter; then ten more tasks here wait in line.
+        let mut local = vec![serve(&here, "here", cut_short)];
+        until("this process's first task queued", || {
+            queued(&server, &here, name) == 1
         })
         .await;
-        let mut local = Vec::new();
-        for place in 1..=11 {
-            let (task_locks, served) = (here.clone(), Arc::clone(&served));
-            local.push(tokio::spawn(async move {
-                let guard = task_locks.acquire(name, &options()).await.unwrap();
-                served.lock().unwrap().push("here");
-                guard.release().await.unwrap();
-            }));
+        let remote = serve(&there, "there", false);
+        until("the other process's waiter queued", || {
+            queued(&server, &there, name) == 2
+        })
+        .await;
+        for place in 1..=10 {
+            local.push(serve(&here, "here", false));
             until("the task waits in line", || {
                 here.tasks_in_line(name) == place
             })
             .await;
         }
-        if cut_short {
-            server.pause();
-            let cut = tokio::time::timeout(Duration::from_millis(200), holder.release()).await;
-            assert!(cut.is_err(), "the release cannot finish on a paused server");
-            server.resume();
-        } else {
-            holder.release().await.unwrap();
-        }
+        blocking.release().await.unwrap();
         remote.await.unwrap();
         for task in local {
             task.await.unwrap();
         }
         let order = served.lock().unwrap().clone();
-        let mut expected = vec!["here"; 8];
+        // The first task here (handed the lock through the queue), eight handoffs
+        // in the process, the other process's waiter, the last two here.
+        let mut expected = vec!["here"; 9];
         expected.push("there");
-        expected.extend(["here"; 3]);
+        expected.extend(["here"; 2]);
         assert_eq!(order, expected, "cut short: {cut_short}");
-        assert_eq!(get(&server, &here.key_for(name)), None);
+        until("freed at the end", || {
+            get(&server, &here.key_for(name)).is_none()
+        })
+        .await;
     }
+}
+
+/// After a hold of 5 ms or more, another process's waiter queued in Redis gets
+/// the lock before the next task of this one: long holds alternate between
+/// processes (keeping the lock in the process would save little), where a
+/// streak of eight would make the other process wait for eight of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_long_hold_another_process_s_waiter_goes_first() {
+    let server = RedisServer::start();
+    let here = client(&server.url()).await;
+    let there = client(&server.url()).await;
+    let holder = here.acquire("long", &options()).await.unwrap();
+    let served = Arc::new(Mutex::new(Vec::new()));
+    let serve = |locks: &LockClient, who: &'static str| {
+        let (locks, served) = (locks.clone(), Arc::clone(&served));
+        tokio::spawn(async move {
+            let guard = locks.acquire("long", &options()).await.unwrap();
+            served.lock().unwrap().push(who);
+            guard.release().await.unwrap();
+        })
+    };
+    let remote = serve(&there, "there");
+    until("the other process's waiter queued", || {
+        queued(&server, &there, "long") == 1
+    })
+    .await;
+    let mut local = Vec::new();
+    for place in 1..=2 {
+        local.push(serve(&here, "here"));
+        until("the task waits in line", || {
+            here.tasks_in_line("long") == place
+        })
+        .await;
+    }
+    // A hold well past 5 ms, whatever the machine's speed.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    holder.release().await.unwrap();
+    remote.await.unwrap();
+    for task in local {
+        task.await.unwrap();
+    }
+    assert_eq!(*served.lock().unwrap(), ["there", "here", "here"]);
 }
 
 /// A task that gives up (its wait times out) leaves the line, and the task behind
