@@ -100,12 +100,14 @@ pub(crate) struct Turn {
 /// ahead of other processes' waiters queued in Redis; after that, a release
 /// hands it to the first of them. Passing the lock within the process costs one
 /// request where a handoff to another process costs two and a notice, and the
-/// waiting process's delay stays bounded (this many short critical sections,
-/// see [`LOCAL_HOLD`], after the current holder's).
+/// waiting process's delay stays bounded: at most this many critical sections
+/// after the current holder's, each begun only after a hold shorter than
+/// [`LOCAL_HOLD`] (the last may itself be long).
 pub(crate) const LOCAL_STREAK: u32 = 8;
 
 /// The lock goes to the next task of the same client ahead of other processes'
-/// waiters only after a hold shorter than this. What passing it within the
+/// waiters only after a hold shorter than this (timed in the process, from when
+/// it knew the lock was its own to its release). What passing it within the
 /// process saves (a request and a notice, a fraction of a millisecond) matters
 /// for short critical sections only; after a longer one the waiter of another
 /// process goes first, so a busy process never makes others wait for several

@@ -121,7 +121,7 @@ async fn round(
 /// A thread that freezes the server (`SIGSTOP`) for 1–25 ms every 20–60 ms.
 struct Stalls {
     stop: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<usize>,
+    thread: Option<std::thread::JoinHandle<usize>>,
 }
 
 impl Stalls {
@@ -140,13 +140,28 @@ impl Stalls {
             }
             stalls
         });
-        Stalls { stop, thread }
+        Stalls {
+            stop,
+            thread: Some(thread),
+        }
     }
 
     /// Stops stalling (the server is running again on return); the stall count.
-    fn stop(self) -> usize {
+    fn stop(mut self) -> usize {
         self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().expect("stall thread")
+        self.thread
+            .take()
+            .map_or(0, |thread| thread.join().expect("stall thread"))
+    }
+}
+
+impl Drop for Stalls {
+    /// Also when a failing test unwinds: the server is left running, not frozen.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -201,10 +216,10 @@ async fn chaos(fair: bool) {
     );
 
     // Nothing left behind. Releases from dropped guards and given-up acquires run
-    // in the background, so they get a moment, far less than the ttl: a lock or
+    // in the background, so they get a moment, well under the ttl: a lock or
     // queue entry leaked until it expires fails here.
     for locks in &clients {
-        until_within(Duration::from_secs(1), "no task in line", || {
+        until_within(Duration::from_secs(2), "no task in line", || {
             locks.tasks_in_line(name) == 0
         })
         .await;
@@ -213,7 +228,7 @@ async fn chaos(fair: bool) {
     for suffix in ["", ":queue", ":waiters"] {
         let left = format!("{key}{suffix}");
         let what = format!("{left} gone (seed {seed}, fair: {fair})");
-        until_within(Duration::from_secs(1), &what, || {
+        until_within(Duration::from_secs(2), &what, || {
             redis::cmd("EXISTS")
                 .arg(&left)
                 .query::<i64>(&mut server.connection())

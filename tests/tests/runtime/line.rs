@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lock_runtime::{LockClient, LockError, LockGuard, LockOptions, Wait};
 use tests::RedisServer;
@@ -110,11 +110,16 @@ async fn another_process_s_waiter_gets_the_lock_after_at_most_eight_local_handof
     for (name, cut_short) in [("shared", false), ("shared-cut", true)] {
         let blocking = blocker.acquire(name, &options()).await.unwrap();
         let served = Arc::new(Mutex::new(Vec::new()));
+        // How long each task held the lock before its release was sent.
+        let holds = Arc::new(Mutex::new(Vec::new()));
         let serve = |locks: &LockClient, who: &'static str, cut: bool| {
             let (locks, served, server) = (locks.clone(), Arc::clone(&served), Arc::clone(&server));
+            let holds = Arc::clone(&holds);
             tokio::spawn(async move {
                 let guard = locks.acquire(name, &options()).await.unwrap();
+                let held = Instant::now();
                 served.lock().unwrap().push(who);
+                holds.lock().unwrap().push(held.elapsed());
                 if cut {
                     server.pause();
                     let cut =
@@ -151,12 +156,23 @@ async fn another_process_s_waiter_gets_the_lock_after_at_most_eight_local_handof
             task.await.unwrap();
         }
         let order = served.lock().unwrap().clone();
-        // The first task here (handed the lock through the queue), eight handoffs
-        // in the process, the other process's waiter, the last two here.
-        let mut expected = vec!["here"; 9];
-        expected.push("there");
-        expected.extend(["here"; 2]);
-        assert_eq!(order, expected, "cut short: {cut_short}");
+        // Never more than the first task here (handed the lock through the
+        // queue) and eight handoffs in the process before the other process.
+        let there_at = order.iter().position(|who| *who == "there");
+        assert!(
+            there_at.is_some_and(|at| at <= 9),
+            "cut short: {cut_short}: {order:?}"
+        );
+        // Exactly that when every hold was short (under 5 ms, so the release
+        // could keep the lock here); a task paused by a loaded machine holds
+        // longer, and then the other process's waiter rightly goes sooner.
+        let longest = holds.lock().unwrap().iter().max().copied();
+        if longest.is_some_and(|held| held < Duration::from_millis(4)) {
+            let mut expected = vec!["here"; 9];
+            expected.push("there");
+            expected.extend(["here"; 2]);
+            assert_eq!(order, expected, "cut short: {cut_short}");
+        }
         until("freed at the end", || {
             get(&server, &here.key_for(name)).is_none()
         })
