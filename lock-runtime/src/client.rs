@@ -387,8 +387,9 @@ impl LockClient {
     /// first asks Redis, and each release takes the lock for the next in the
     /// same request. Another process's waiter queued in Redis gets it after at
     /// most 8 such handoffs in a row, or after any hold of 5 ms or more, and the
-    /// next task then queues in Redis behind it. FIFO (`fair`) waiters all queue in Redis instead, in arrival
-    /// order across processes, and are not counted here.
+    /// next task then queues in Redis behind it. FIFO (`fair`) waiters all queue
+    /// in Redis instead, in arrival order across processes, and are not counted
+    /// here.
     ///
     /// ```no_run
     /// # async fn demo(client: lock_runtime::LockClient) {
