@@ -398,6 +398,33 @@ mod tests {
     }
 
     #[test]
+    fn the_lock_stays_in_the_process_only_after_a_short_hold_in_a_short_streak() {
+        let lines = Arc::new(Lines::default());
+        let fresh = turn(lines.enter("k", "a", 1, 0));
+        assert!(fresh.may_keep(Duration::ZERO));
+        assert!(fresh.may_keep(LOCAL_HOLD - Duration::from_micros(1)));
+        assert!(
+            !fresh.may_keep(LOCAL_HOLD),
+            "a long hold lets others go first"
+        );
+        let streak_end = Turn {
+            place: None,
+            next: None,
+            streak: LOCAL_STREAK,
+        };
+        assert!(
+            !streak_end.may_keep(Duration::ZERO),
+            "a full streak lets others go first"
+        );
+        let streak_last = Turn {
+            place: None,
+            next: None,
+            streak: LOCAL_STREAK - 1,
+        };
+        assert!(streak_last.may_keep(Duration::ZERO));
+    }
+
+    #[test]
     fn the_turn_passes_in_arrival_order_and_the_line_ends() {
         let lines = Arc::new(Lines::default());
         let first = turn(lines.enter("k", "a", 1, 0));
