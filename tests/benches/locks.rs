@@ -6,6 +6,7 @@
 //! cargo bench -p tests --bench locks                  # own redis-server, 5 reps
 //! BENCH_PIN=1 cargo bench -p tests --bench locks      # server on core 0, clients on core 1
 //! BENCH_QUICK=1 cargo bench -p tests --bench locks    # fewer, shorter reps
+//! BENCH_REPS=15 cargo bench ...                        # more repetitions (each part)
 //! BENCH_ONLY=contended cargo bench ...                 # parts: uncontended, contended, scale
 //! BENCH_REDIS_URL=redis://host:6379 cargo bench ...   # an existing server (keys bench:*)
 //! BENCH_ONLY=none BENCH_SOLO=ours:16 cargo bench ...   # one contender alone, to profile
@@ -51,6 +52,8 @@ fn live_bytes() -> f64 {
 
 struct Config {
     url: String,
+    /// `BENCH_QUICK`: fewer held locks and waiters in the scale part too.
+    quick: bool,
     reps: usize,
     ops: usize,
     contended_for: Duration,
@@ -575,7 +578,12 @@ async fn run(pin: bool) {
         .unwrap_or_else(|_| server.as_ref().map(|s| s.url()).unwrap_or_default());
     let config = Config {
         url,
-        reps: if quick { 3 } else { 5 },
+        quick,
+        reps: std::env::var("BENCH_REPS")
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .filter(|&r| r > 0)
+            .unwrap_or(if quick { 3 } else { 5 }),
         ops: if quick { 1_000 } else { 5_000 },
         contended_for: Duration::from_secs(if quick { 1 } else { 2 }),
     };
@@ -827,6 +835,7 @@ async fn solo_run(config: &Config, solo: &str) {
         .unwrap_or(10);
     let config = Config {
         url: config.url.clone(),
+        quick: config.quick,
         reps: 1,
         ops: 0,
         contended_for: Duration::from_secs(secs),
@@ -864,7 +873,7 @@ async fn solo_run(config: &Config, solo: &str) {
 
 /// 10,000 locks held at once by one process, heartbeats running.
 async fn scale(config: &Config) {
-    let count = if config.reps <= 3 { 2_000 } else { 10_000 };
+    let count = if config.quick { 2_000 } else { 10_000 };
     let ttl = Duration::from_secs(3); // heartbeat every 1 s
     let locks = LockClient::connect(&config.url).await.unwrap();
     let mut data = data_connection(&config.url).await;
@@ -907,7 +916,7 @@ async fn scale(config: &Config) {
 /// 1,000 waiters queued on one busy lock: what they cost Redis while they wait,
 /// and how long until all are served once it is free.
 async fn crowd(config: &Config, fair: bool) {
-    let count = if config.reps <= 3 { 200 } else { 1_000 };
+    let count = if config.quick { 200 } else { 1_000 };
     let holder = LockClient::connect(&config.url).await.unwrap();
     let waiters = LockClient::connect(&config.url).await.unwrap();
     let mut data = data_connection(&config.url).await;
