@@ -104,19 +104,26 @@ impl LockGuard {
     /// `min_hold`, an early release leaves the key to expire at acquisition +
     /// `min_hold` instead.
     ///
+    /// Handles of this lease report it as not held from the moment `release` is
+    /// called (the lock may be free, or another's, before the answer comes), as
+    /// they do once the guard is dropped.
+    ///
     /// Returns [`LockError::Lost`] if the lease was already lost: whatever was done
     /// under it may have overlapped with another holder.
     pub async fn release(mut self) -> Result<(), LockError> {
         self.heartbeat = None;
         let lost_before = self.lease.is_lost().then(|| self.lease.lost_error());
         self.released_while_held = self.lease.is_held();
+        // Let go before the release is sent: it may take effect (the lock freed or
+        // handed on) well before its answer comes, and a handle must not report
+        // the lock held meanwhile.
+        self.lease.ended();
         let result = self
             .client
             .release_lease(&self.lease, self.min_hold, self.lease.take_turn(), false)
             .await;
         // Only now: if this future is dropped mid-release, `Drop` still releases.
         self.armed = false;
-        self.lease.ended();
         if matches!(result, Ok(Released::HandedOn | Released::HandedHere { .. })) {
             // Let the runtime run what is ready first (the heir, if it is in this
             // process or its notice has arrived) before the caller goes on,
@@ -153,6 +160,9 @@ impl Drop for LockGuard {
         // shutting down), the turn still passes on as it is dropped.
         let turn = lease.take_turn();
         let again = self.released_while_held;
+        // Let go at once (see `release`): handles report the lock as not held
+        // from here, not from when the background release is answered.
+        lease.ended();
         tracing::debug!(lock = %lease.name, "guard dropped; releasing in the background");
         // Never block in drop: the release runs on the runtime captured at acquire
         // time. If that runtime is gone, the ttl frees the lock.
@@ -160,7 +170,6 @@ impl Drop for LockGuard {
             if let Err(error) = client.release_lease(&lease, min_hold, turn, again).await {
                 tracing::debug!(%error, "background release after drop did not complete");
             }
-            lease.ended();
         });
     }
 }

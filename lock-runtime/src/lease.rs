@@ -103,7 +103,8 @@ impl Lease {
         }
     }
 
-    /// Ends local validity without calling it lost (the holder released it).
+    /// Ends local validity without calling it lost: the holder let go (its release
+    /// is about to be sent).
     pub(crate) fn ended(&self) {
         self.released.store(true, Ordering::Release);
         *self

@@ -203,6 +203,61 @@ async fn lost_fires_on_the_local_deadline_while_the_server_is_paused() {
     drop(guard);
 }
 
+/// A release can take effect in Redis (the lock freed, or handed to a waiter)
+/// long before its answer comes back: from the moment the holder lets go, its
+/// handles must say the lock is not held, or work guarded by `check()` could
+/// overlap with the next holder's. The server is paused so the answer cannot
+/// come while we look.
+#[tokio::test]
+async fn handles_report_the_lock_not_held_as_soon_as_the_holder_lets_go() {
+    use std::future::Future;
+    use std::task::{Context, Waker};
+
+    let server = RedisServer::start();
+    let holder = client(&server.url()).await;
+
+    // By release(): once it has sent its request, and before any answer.
+    let guard = holder.acquire("let-go", &ttl(30_000)).await.unwrap();
+    let handle = guard.handle();
+    assert!(handle.is_held());
+    server.pause();
+    let mut release = Box::pin(guard.release());
+    let mut context = Context::from_waker(Waker::noop());
+    let first_poll = release.as_mut().poll(&mut context);
+    let held_while_releasing = handle.is_held();
+    let checked_while_releasing = handle.check();
+    server.resume();
+    assert!(
+        first_poll.is_pending(),
+        "the release cannot be answered by a paused server"
+    );
+    assert!(!held_while_releasing);
+    assert!(matches!(
+        checked_while_releasing,
+        Err(LockError::Lost { .. })
+    ));
+    release.await.unwrap();
+    assert!(!handle.is_held());
+
+    // By dropping the guard: at once, though the release runs in the background.
+    let guard = holder.acquire("let-go", &ttl(30_000)).await.unwrap();
+    let handle = guard.handle();
+    server.pause();
+    drop(guard);
+    let held_after_drop = handle.is_held();
+    server.resume();
+    assert!(!held_after_drop);
+    // And the background release does free the lock.
+    let again = holder
+        .acquire(
+            "let-go",
+            &ttl(30_000).wait(Wait::For(Duration::from_secs(10))),
+        )
+        .await
+        .unwrap();
+    again.release().await.unwrap();
+}
+
 #[tokio::test]
 async fn dropping_a_guard_frees_the_lock_well_before_its_ttl() {
     let server = RedisServer::start();
