@@ -34,6 +34,12 @@ const POLL_CEILING_WITH_NOTICES: Duration = Duration::from_secs(5);
 const LAST_ATTEMPT_GRACE: Duration = Duration::from_millis(250);
 /// What `Wait::Forever` means in practice (as tokio's `Instant::far_future`).
 const FOREVER: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+/// A background release that fails (the connection lost, or Redis slow) is sent
+/// again after this pause, doubling, up to [`RELEASE_ATTEMPTS`] in all (about
+/// 6 s of pauses): enough to outlast a reconnect, so that a lost release does
+/// not leave the lock held until its ttl.
+const RELEASE_RETRY_FIRST: Duration = Duration::from_millis(100);
+const RELEASE_ATTEMPTS: u32 = 7;
 /// How long a fence counter outlives the last acquisition that used it. Its loss is
 /// harmless (tokens have the server clock as a floor); the expiry stops one key per
 /// name from living forever.
@@ -868,14 +874,23 @@ impl LockClient {
                 let sent_at = Instant::now();
                 // On an error (or if this future is dropped), the turn goes to the
                 // next task with its armed token.
-                let released = self
+                let released = match self
                     .release_token(&lease.key, &lease.token, next.as_ref().map(|n| (n, keep)))
                     .await
-                    .map_err(|source| LockError::Redis {
-                        name: lease.name.clone(),
-                        action: "release",
-                        source,
-                    })?;
+                {
+                    Ok(released) => released,
+                    Err(source) => {
+                        // It may not have reached Redis: send it again in the
+                        // background (a compare-and-delete of our own token, so
+                        // harmless if the first did its work).
+                        self.spawn_release(lease.key.clone(), lease.token.clone());
+                        return Err(LockError::Redis {
+                            name: lease.name.clone(),
+                            action: "release",
+                            source,
+                        });
+                    }
+                };
                 if let Some(mut turn) = turn {
                     match released {
                         Released::HandedHere { fence } => turn.hand_lock(fence, sent_at),
@@ -955,12 +970,28 @@ impl LockClient {
         Ok(released)
     }
 
-    /// Best-effort release of a token whose acquire outcome is unknown, or that may
-    /// be queued or have been handed the lock.
+    /// Best-effort release of a token whose acquire outcome is unknown, that may
+    /// be queued or have been handed the lock, or whose release failed: sent again
+    /// on errors, [`RELEASE_ATTEMPTS`] times at most, with doubling pauses. Each
+    /// is a compare-and-delete of this token (or leaves the queue), so a repeat
+    /// after one that did its work changes nothing.
     fn spawn_release(&self, key: String, token: String) {
         let client = self.clone();
         self.inner.runtime.spawn(async move {
-            let _ = client.release_token(&key, &token, None).await;
+            let mut pause = RELEASE_RETRY_FIRST;
+            for attempt in 1..=RELEASE_ATTEMPTS {
+                match client.release_token(&key, &token, None).await {
+                    Ok(_) => return,
+                    Err(error) if attempt < RELEASE_ATTEMPTS => {
+                        tracing::debug!(%key, %error, attempt, "background release failed; trying again");
+                        tokio::time::sleep(pause).await;
+                        pause *= 2;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%key, %error, "background release failed; the lock's ttl will free it");
+                    }
+                }
+            }
         });
     }
 }

@@ -2,7 +2,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use lock_runtime::{LockError, LockGuard, LockHandle, LockOptions, LostReason, Wait};
+use lock_runtime::{LockClient, LockError, LockGuard, LockHandle, LockOptions, LostReason, Wait};
 use tests::RedisServer;
 use tokio::time::{Instant, timeout};
 
@@ -256,6 +256,50 @@ async fn handles_report_the_lock_not_held_as_soon_as_the_holder_lets_go() {
         .await
         .unwrap();
     again.release().await.unwrap();
+}
+
+/// A release that fails because the connection was lost never reached Redis:
+/// it is sent again in the background once the client has reconnected, so the
+/// lock is free long before its ttl. (The test runtime has one thread: nothing
+/// of the client runs between the kill and the pause, so the release cannot
+/// find a new connection and reach the server before it is paused.)
+#[tokio::test]
+async fn a_release_lost_with_its_connection_is_sent_again_after_reconnecting() {
+    let server = RedisServer::start();
+    let holder = LockClient::builder(server.url())
+        .connect_timeout(Duration::from_millis(500))
+        .response_timeout(Duration::from_millis(500))
+        .connect()
+        .await
+        .unwrap();
+    let guard = holder.acquire("blip", &ttl(30_000)).await.unwrap();
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("normal")
+        .arg("SKIPME")
+        .arg("yes")
+        .query(&mut server.connection())
+        .unwrap();
+    server.pause();
+    let released = guard.release().await;
+    server.resume();
+    assert!(killed >= 1, "the holder's connections were killed");
+    assert!(
+        matches!(released, Err(LockError::Redis { .. })),
+        "the release could not reach the paused server: {released:?}"
+    );
+    let freed = Instant::now();
+    let rival = client(&server.url()).await;
+    let taken = rival
+        .acquire(
+            "blip",
+            &ttl(30_000).wait(Wait::For(Duration::from_secs(15))),
+        )
+        .await
+        .expect("the lock is freed by the repeated release, not its 30 s ttl");
+    assert!(freed.elapsed() < Duration::from_secs(15));
+    taken.release().await.unwrap();
 }
 
 #[tokio::test]
