@@ -27,29 +27,41 @@ pub(crate) async fn keep_alive(
     let retry_after_error =
         (interval / 4).clamp(Duration::from_millis(1), Duration::from_millis(250));
     let mut next_beat = lease.acquired_at + interval;
+    // The guard aborts this task before it lets go, but a step already running
+    // (another worker thread) finishes: once the lease has ended, whatever that
+    // step sees (a deadline reset to the past, an extend refused because the
+    // release deleted the key) is no loss.
+    let lose = |reason| {
+        if !lease.is_released() {
+            lease.mark_lost(reason);
+        }
+    };
     loop {
         let wake = hold_limit.map_or(next_beat, |limit| next_beat.min(limit));
         tokio::select! {
             biased;
             () = sleep_until(lease.valid_until()) => {
-                lease.mark_lost(LostReason::Expired);
+                lose(LostReason::Expired);
                 return;
             }
             () = sleep_until(wake) => {}
         }
         if hold_limit.is_some_and(|limit| Instant::now() >= limit) {
-            lease.mark_lost(LostReason::MaxHold);
+            lose(LostReason::MaxHold);
             return;
         }
         let sent_at = Instant::now();
         let outcome = tokio::select! {
             biased;
             () = sleep_until(lease.valid_until()) => {
-                lease.mark_lost(LostReason::Expired);
+                lose(LostReason::Expired);
                 return;
             }
             outcome = client.extend_lease(&lease, lease.ttl) => outcome,
         };
+        if lease.is_released() {
+            return;
+        }
         match outcome {
             Ok(true) => {
                 lease.extended(sent_at);
@@ -57,7 +69,7 @@ pub(crate) async fn keep_alive(
                 tracing::trace!(lock = %lease.name, "lease extended");
             }
             Ok(false) => {
-                lease.mark_lost(LostReason::Refused);
+                lose(LostReason::Refused);
                 return;
             }
             Err(error) => {

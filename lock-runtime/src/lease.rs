@@ -91,14 +91,16 @@ impl Lease {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Records a confirmed extend that was sent at `sent_at`.
+    /// Records a confirmed extend that was sent at `sent_at`, unless the lease
+    /// has ended meanwhile (an extend answered while the release was being sent
+    /// must not make it valid again).
     pub(crate) fn extended(&self, sent_at: Instant) {
         let until = valid_until(sent_at, self.ttl);
         let mut valid_until = self
             .valid_until
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if until > *valid_until {
+        if until > *valid_until && !self.is_released() {
             *valid_until = until;
         }
     }
@@ -106,31 +108,39 @@ impl Lease {
     /// Ends local validity without calling it lost: the holder let go (its release
     /// is about to be sent).
     pub(crate) fn ended(&self) {
-        self.released.store(true, Ordering::Release);
-        *self
+        let mut valid_until = self
             .valid_until
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = self.acquired_at;
+            .unwrap_or_else(PoisonError::into_inner);
+        // Under the lock `extended` takes: no extend moves the deadline after this.
+        self.released.store(true, Ordering::Release);
+        *valid_until = self.acquired_at;
+    }
+
+    /// The holder let go of this lease (released it or dropped its guard).
+    pub(crate) fn is_released(&self) -> bool {
+        self.released.load(Ordering::Acquire)
     }
 
     /// Completes when the lease is lost: marked lost by the heartbeat or a release,
     /// or past its local deadline even if the heartbeat task has not run (a busy
-    /// runtime must not let a body outlive its lease). Never completes for a lease
-    /// that was released.
+    /// runtime must not let a body outlive its lease). For a lease that was
+    /// released, only if its release found it was no longer ours.
     pub(crate) async fn wait_lost(&self) -> LockError {
         loop {
-            if self.released.load(Ordering::Acquire) && !self.is_lost() {
-                std::future::pending::<()>().await;
+            if self.is_released() {
+                // Only a release that finds the lease was no longer ours marks it
+                // lost now.
+                self.lost.cancelled().await;
+                return self.lost_error();
             }
             let deadline = self.valid_until();
             tokio::select! {
                 biased;
                 () = self.lost.cancelled() => return self.lost_error(),
                 () = tokio::time::sleep_until(deadline) => {
-                    // Extended meanwhile? Then wait for the new deadline.
-                    if Instant::now() >= self.valid_until()
-                        && !self.released.load(Ordering::Acquire)
-                    {
+                    // Extended (or released) meanwhile? Then look again.
+                    if Instant::now() >= self.valid_until() && !self.is_released() {
                         self.mark_lost(LostReason::Expired);
                         return self.lost_error();
                     }
@@ -153,11 +163,11 @@ impl Lease {
     }
 
     pub(crate) fn is_held(&self) -> bool {
-        !self.is_lost() && Instant::now() < self.valid_until()
+        !self.is_lost() && !self.is_released() && Instant::now() < self.valid_until()
     }
 
     pub(crate) fn time_left(&self) -> Option<Duration> {
-        if self.is_lost() {
+        if self.is_lost() || self.is_released() {
             return None;
         }
         self.valid_until().checked_duration_since(Instant::now())
@@ -172,5 +182,62 @@ impl Lease {
                 .copied()
                 .unwrap_or(LostReason::Expired),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::task::{Context, Waker};
+
+    use super::*;
+
+    fn lease() -> Lease {
+        let now = Instant::now();
+        Lease::new(
+            "l".to_owned(),
+            "lock:{l}".to_owned(),
+            "t".to_owned(),
+            None,
+            Duration::from_secs(30),
+            (now, now),
+            None,
+        )
+    }
+
+    /// A heartbeat step already running when the holder lets go can have its
+    /// extend answered after: that must not make the lease valid again.
+    #[tokio::test]
+    async fn an_extend_answered_after_the_holder_let_go_does_not_revive_the_lease() {
+        let lease = lease();
+        assert!(lease.is_held());
+        lease.ended();
+        lease.extended(Instant::now());
+        assert!(!lease.is_held());
+        assert_eq!(lease.time_left(), None);
+    }
+
+    /// After the holder lets go, `lost()` waits, and completes only if the
+    /// release finds the lease was no longer its own.
+    #[tokio::test]
+    async fn lost_after_letting_go_completes_only_when_the_release_finds_it_not_ours() {
+        let lease = lease();
+        // First polled after the holder let go, before the release's answer.
+        lease.ended();
+        let mut lost = Box::pin(lease.wait_lost());
+        let mut context = Context::from_waker(Waker::noop());
+        assert!(lost.as_mut().poll(&mut context).is_pending());
+        lease.mark_lost(LostReason::NotOwnerAtRelease);
+        let completed = tokio::time::timeout(Duration::from_secs(5), lost).await;
+        assert!(
+            matches!(
+                completed,
+                Ok(LockError::Lost {
+                    reason: LostReason::NotOwnerAtRelease,
+                    ..
+                })
+            ),
+            "lost() completes once the release marks the lease lost: {completed:?}"
+        );
     }
 }

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use lock_runtime::{LockClient, LockGuard, LockOptions};
+use lock_runtime::{LockClient, LockGuard, LockOptions, Wait};
 use tests::RedisServer;
 use tokio::time::Instant;
 
@@ -280,6 +280,7 @@ async fn a_release_cut_short_still_wakes_the_local_waiter() {
             waiting
         };
         let handle = guard.handle();
+        let scripts_before = server.script_calls();
         server.pause();
         let cut = tokio::time::timeout(Duration::from_millis(200), guard.release()).await;
         assert!(cut.is_err(), "the release cannot finish on a paused server");
@@ -292,9 +293,21 @@ async fn a_release_cut_short_still_wakes_the_local_waiter() {
             acquired - resumed
         );
         assert!(handed.is_held());
+        assert!(!handle.is_held(), "let go when the release started");
         // The dropped guard released again in the background, after the first
-        // release had run: "not ours" then is no lost lease.
-        until("the background release ran", || !handle.is_held()).await;
+        // release had run: "not ours" then is no lost lease. Three scripts in
+        // all: the cut release, the waiter's attempt that confirms the lock is
+        // its own, and the background release; a request on the same client
+        // after them lets the client read the background release's answer.
+        until("the background release ran", || {
+            server.script_calls() >= scripts_before + 3
+        })
+        .await;
+        let probe = locks
+            .acquire("cut-short:probe", &options.clone().wait(Wait::TryOnce))
+            .await
+            .unwrap();
+        probe.release().await.unwrap();
         let after = handle.check();
         assert!(
             !matches!(
