@@ -216,7 +216,8 @@ async fn handles_report_the_lock_not_held_as_soon_as_the_holder_lets_go() {
     let server = RedisServer::start();
     let holder = client(&server.url()).await;
 
-    // By release(): once it has sent its request, and before any answer.
+    // By release(): once it has started (its request on its way), before any
+    // answer.
     let guard = holder.acquire("let-go", &ttl(30_000)).await.unwrap();
     let handle = guard.handle();
     assert!(handle.is_held());
