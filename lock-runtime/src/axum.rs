@@ -14,7 +14,7 @@ use axum_core::response::{IntoResponse, Response};
 use http::StatusCode;
 use http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 
-use crate::LockError;
+use crate::error::LockError;
 
 impl LockError {
     /// The HTTP status this error maps to (see the module docs).

@@ -5,33 +5,12 @@
 //! no runtime at all, and inside a runtime it cannot deadlock on that runtime (it
 //! only blocks the calling thread, as any blocking call does).
 
-use std::future::Future;
-use std::sync::mpsc;
-
-use crate::client::after_release;
-use crate::{LockClient, LockError, LockGuard, LockHandle, LockOptions, background};
-
-/// Runs `future` on the background runtime and waits for its output.
-pub(crate) fn block_on_background<F>(future: F) -> Result<F::Output, LockError>
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    if background::on_background_thread() {
-        return Err(LockError::Config {
-            subject: "a blocking lock call".to_owned(),
-            reason: "it ran on the lock runtime's own thread, where it would deadlock".to_owned(),
-        });
-    }
-    let (sender, receiver) = mpsc::sync_channel(1);
-    background::handle()?.spawn(async move {
-        let _ = sender.send(future.await);
-    });
-    receiver.recv().map_err(|_| LockError::Config {
-        subject: "a blocking lock call".to_owned(),
-        reason: "the lock runtime's task ended without an answer (it panicked)".to_owned(),
-    })
-}
+use crate::client::LockClient;
+use crate::error::LockError;
+use crate::guard::after_release;
+use crate::guard::{LockGuard, LockHandle};
+use crate::options::LockOptions;
+use crate::rt::block_on_background;
 
 impl LockClient {
     /// [`acquire`](LockClient::acquire) for synchronous code: blocks the calling
@@ -83,5 +62,5 @@ impl LockGuard {
 
 /// [`default_client`](crate::default_client) for synchronous code.
 pub fn default_client_blocking() -> Result<LockClient, LockError> {
-    block_on_background(crate::default_client())?
+    block_on_background(crate::global::default_client())?
 }

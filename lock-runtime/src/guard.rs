@@ -6,9 +6,11 @@ use std::time::Duration;
 
 use tokio_util::task::AbortOnDropHandle;
 
-use crate::client::Released;
-use crate::lease::Lease;
-use crate::{LockClient, LockError};
+use crate::backend::{Backend, Released};
+use crate::engine::acquire::Acquired;
+use crate::engine::lease::Lease;
+use crate::engine::release::release_lease;
+use crate::error::LockError;
 
 /// A held lease. Its heartbeat runs in the background while the guard lives;
 /// [`release`](LockGuard::release) ends it, and so does dropping the guard (without
@@ -27,7 +29,7 @@ use crate::{LockClient, LockError};
 #[must_use = "dropping the guard releases the lock at once"]
 pub struct LockGuard {
     lease: Arc<Lease>,
-    client: LockClient,
+    backend: Backend,
     min_hold: Option<Duration>,
     runtime: tokio::runtime::Handle,
     heartbeat: Option<AbortOnDropHandle<()>>,
@@ -40,16 +42,19 @@ pub struct LockGuard {
 }
 
 impl LockGuard {
+    /// The guard of a lease just won through `backend`.
     pub(crate) fn new(
-        lease: Arc<Lease>,
-        client: LockClient,
+        Acquired {
+            lease,
+            heartbeat,
+            runtime,
+        }: Acquired,
+        backend: Backend,
         min_hold: Option<Duration>,
-        runtime: tokio::runtime::Handle,
-        heartbeat: AbortOnDropHandle<()>,
     ) -> Self {
         LockGuard {
             lease,
-            client,
+            backend,
             min_hold,
             runtime,
             heartbeat: Some(heartbeat),
@@ -99,7 +104,7 @@ impl LockGuard {
 
     /// Stops the heartbeat and releases the lease: compare-and-delete, or, when
     /// someone waits, a direct handoff: to the next task of this client in line
-    /// (see [`LockClient::tasks_in_line`]), or to the longest-waiting waiter
+    /// (see [`LockClient::tasks_in_line`](crate::LockClient::tasks_in_line)), or to the longest-waiting waiter
     /// queued in Redis. With
     /// `min_hold`, an early release leaves the key to expire at acquisition +
     /// `min_hold` instead.
@@ -118,10 +123,14 @@ impl LockGuard {
         // handed on) well before its answer comes, and a handle must not report
         // the lock held meanwhile.
         self.lease.ended();
-        let result = self
-            .client
-            .release_lease(&self.lease, self.min_hold, self.lease.take_turn(), false)
-            .await;
+        let result = release_lease(
+            &self.backend,
+            &self.lease,
+            self.min_hold,
+            self.lease.take_turn(),
+            false,
+        )
+        .await;
         // Only now: if this future is dropped mid-release, `Drop` still releases.
         self.armed = false;
         if matches!(result, Ok(Released::HandedOn | Released::HandedHere { .. })) {
@@ -154,7 +163,7 @@ impl Drop for LockGuard {
         let Some(lease) = self.disarm() else {
             return;
         };
-        let client = self.client.clone();
+        let backend = self.backend.clone();
         let min_hold = self.min_hold;
         // Taken here, not in the task: if the task never runs (its runtime is
         // shutting down), the turn still passes on as it is dropped.
@@ -167,7 +176,7 @@ impl Drop for LockGuard {
         // Never block in drop: the release runs on the runtime captured at acquire
         // time. If that runtime is gone, the ttl frees the lock.
         self.runtime.spawn(async move {
-            if let Err(error) = client.release_lease(&lease, min_hold, turn, again).await {
+            if let Err(error) = release_lease(&backend, &lease, min_hold, turn, again).await {
                 tracing::debug!(%error, "background release after drop did not complete");
             }
         });
@@ -218,5 +227,29 @@ impl LockHandle {
     pub fn lost(&self) -> impl Future<Output = LockError> + Send + use<> {
         let lease = Arc::clone(&self.lease);
         async move { lease.wait_lost().await }
+    }
+}
+
+/// After the body of `run`: the result counts only if the lease was still valid when
+/// the body ended; then release.
+pub(crate) async fn finish<T>(guard: LockGuard, output: T) -> Result<T, LockError> {
+    if !guard.is_held() {
+        return Err(guard.lease().lost_error());
+    }
+    after_release(guard.release().await, output)
+}
+
+/// The outcome of a body that ended while its lease was valid, given how the
+/// release went.
+pub(crate) fn after_release<T>(released: Result<(), LockError>, output: T) -> Result<T, LockError> {
+    match released {
+        Ok(()) => Ok(output),
+        Err(lost @ LockError::Lost { .. }) => Err(lost),
+        Err(error) => {
+            // The body finished while the lease was valid; only the release failed,
+            // and the ttl will free the lock.
+            tracing::warn!(%error, "release failed after the protected work completed");
+            Ok(output)
+        }
     }
 }

@@ -2,8 +2,13 @@
 
 use std::time::Duration;
 
-use crate::LockError;
-use crate::lease::drift_allowance;
+use crate::error::LockError;
+use crate::validity::{drift_allowance, millis};
+
+/// How long a fence counter outlives the last acquisition that used it. Its loss is
+/// harmless (tokens have the server clock as a floor); the expiry stops one key per
+/// name from living forever.
+const FENCE_KEY_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// The longest ttl accepted. The scripts compute with ttls (twice a ttl, server
 /// time plus a ttl) in Lua numbers, which pass to Redis as exact integers only
@@ -174,6 +179,16 @@ impl LockOptions {
     /// The effective heartbeat interval: the configured one, or ttl / 3.
     pub fn heartbeat_interval(&self) -> Duration {
         self.heartbeat.unwrap_or(self.ttl / 3)
+    }
+
+    /// How long the fence key lives after an acquisition on these options, in ms
+    /// (`0`: no fencing token).
+    pub(crate) fn fence_lifetime_ms(&self) -> u64 {
+        if self.fencing {
+            millis(FENCE_KEY_LIFETIME.max(self.ttl.saturating_mul(2)))
+        } else {
+            0
+        }
     }
 
     /// Checks that the options are consistent; `acquire` calls this first.

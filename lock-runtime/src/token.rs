@@ -1,6 +1,6 @@
 //! Lease tokens: 128 random bits from the OS generator, unique per acquisition.
 
-use crate::LockError;
+use crate::error::LockError;
 
 /// Makes a fresh token as 32 lowercase hex digits.
 pub(crate) fn new_token(name: &str) -> Result<String, LockError> {

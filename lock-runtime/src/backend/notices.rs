@@ -16,7 +16,7 @@
 //!   Sent only when that lease would end before the next waiter's place lapses:
 //!   otherwise its own re-check (made before then) learns when the lease ends.
 //!
-//! Without notices waiters poll; a lost handoff notice costs the waiter only time
+//! The formats are typed in `protocol.rs`. Without notices waiters poll; a lost handoff notice costs the waiter only time
 //! (its next attempt finds the lock is its own).
 
 use std::collections::HashMap;
@@ -28,6 +28,8 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ProtocolVersion, PushInfo, PushKind, Value};
 use tokio::sync::watch;
 use tokio::time::Instant;
+
+use super::protocol::{Handoff, Notice, parse_notice};
 
 /// This client's waiters, by token.
 type Registry = Arc<Mutex<HashMap<String, watch::Sender<Woken>>>>;
@@ -42,23 +44,6 @@ pub(crate) struct Woken {
     /// From the latest heads-up: when the lease just handed to the waiter ahead
     /// ends, if that waiter never releases it.
     check_by: Option<Instant>,
-}
-
-/// One notice for one waiter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Notice {
-    Wake,
-    Handoff(Handoff),
-    HeadsUp { ttl: Duration },
-}
-
-/// A release handed the lock to a waiter: which of its attempts the release saw
-/// queued (the handoff happened after that attempt reached Redis), and the
-/// fencing token that came with the lock (0 without fencing).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Handoff {
-    pub(crate) attempt: u64,
-    pub(crate) fence: u64,
 }
 
 /// Hands `notice` to the waiter behind `signal`.
@@ -81,25 +66,6 @@ fn deliver(signal: &watch::Sender<Woken>, notice: Notice) {
             woken.check_by = Instant::now().checked_add(ttl + Duration::from_millis(1));
         }
     });
-}
-
-/// Splits a notice payload into the waiter's token and the notice. `None` for a
-/// malformed payload.
-fn parse_notice(payload: &str) -> Option<(&str, Notice)> {
-    let mut parts = payload.split(':');
-    let token = parts.next()?;
-    let notice = match (parts.next(), parts.next(), parts.next()) {
-        (None, _, _) => Notice::Wake,
-        (Some(ttl), None, _) => Notice::HeadsUp {
-            ttl: Duration::from_millis(ttl.parse().ok()?),
-        },
-        (Some(attempt), Some(fence), None) => Notice::Handoff(Handoff {
-            attempt: attempt.parse().ok()?,
-            fence: fence.parse().ok()?,
-        }),
-        _ => return None,
-    };
-    Some((token, notice))
 }
 
 pub(crate) struct Notices {
@@ -432,37 +398,5 @@ impl Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         lock_registry(&self.notices.registry).remove(&self.token);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn notices_are_wake_ups_or_handoffs() {
-        assert_eq!(parse_notice("ab12"), Some(("ab12", Notice::Wake)));
-        assert_eq!(
-            parse_notice("ab12:7:1790000000000001"),
-            Some((
-                "ab12",
-                Notice::Handoff(Handoff {
-                    attempt: 7,
-                    fence: 1_790_000_000_000_001
-                })
-            ))
-        );
-        assert_eq!(
-            parse_notice("ab12:1500"),
-            Some((
-                "ab12",
-                Notice::HeadsUp {
-                    ttl: Duration::from_millis(1500)
-                }
-            ))
-        );
-        assert_eq!(parse_notice("ab12:x:0"), None);
-        assert_eq!(parse_notice("ab12:-1"), None);
-        assert_eq!(parse_notice("ab12:1:2:3"), None);
     }
 }

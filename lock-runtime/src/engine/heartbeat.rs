@@ -5,8 +5,26 @@ use std::time::Duration;
 
 use tokio::time::{Instant, sleep_until};
 
-use crate::lease::Lease;
-use crate::{LockClient, LostReason};
+use super::lease::Lease;
+use crate::backend::Backend;
+use crate::error::{LockError, LostReason};
+
+/// Compare-and-`PEXPIRE`: `Ok(true)` if the lease was still ours and now lasts
+/// `ttl` more.
+pub(crate) async fn extend(
+    backend: &Backend,
+    lease: &Lease,
+    ttl: Duration,
+) -> Result<bool, LockError> {
+    backend
+        .extend(&lease.key, &lease.token, ttl)
+        .await
+        .map_err(|source| LockError::Redis {
+            name: lease.name.clone(),
+            action: "extend",
+            source,
+        })
+}
 
 /// Extends `lease` every `interval` until the task is dropped (the guard aborts it).
 ///
@@ -15,7 +33,7 @@ use crate::{LockClient, LostReason};
 /// an extend still in flight then is abandoned), or when `max_hold` is reached.
 /// A lost lease is never extended again.
 pub(crate) async fn keep_alive(
-    client: LockClient,
+    backend: Backend,
     lease: Arc<Lease>,
     interval: Duration,
     max_hold: Option<Duration>,
@@ -57,7 +75,7 @@ pub(crate) async fn keep_alive(
                 lose(LostReason::Expired);
                 return;
             }
-            outcome = client.extend_lease(&lease, lease.ttl) => outcome,
+            outcome = extend(&backend, &lease, lease.ttl) => outcome,
         };
         if lease.is_released() {
             return;

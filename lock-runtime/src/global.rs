@@ -2,7 +2,9 @@
 
 use std::sync::{PoisonError, RwLock};
 
-use crate::{LockClient, LockError, background};
+use crate::client::LockClient;
+use crate::error::LockError;
+use crate::rt;
 
 /// The URL the default client uses when `REDIS_URL` is not set.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
@@ -36,7 +38,7 @@ pub async fn default_client() -> Result<LockClient, LockError> {
     }
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| DEFAULT_REDIS_URL.to_owned());
     // Connected on the crate's own runtime, so it outlives the caller's runtime.
-    let connect = background::handle()?.spawn(async move { LockClient::connect(&url).await });
+    let connect = rt::handle()?.spawn(async move { LockClient::connect(&url).await });
     let client = connect.await.map_err(|error| LockError::Config {
         subject: "the default lock client".to_owned(),
         reason: format!("its connect task failed: {error}"),

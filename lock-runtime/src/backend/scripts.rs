@@ -1,7 +1,8 @@
 //! The Lua scripts that make every lock operation one atomic round trip.
 //!
 //! Each is a `redis::Script` built once and invoked by SHA (`EVALSHA`, see
-//! [`run`]), loaded after a `NOSCRIPT` (e.g. a server restart).
+//! [`run`]), loaded after a `NOSCRIPT` (e.g. a server restart). Their keys,
+//! arguments and replies are typed in `protocol.rs`.
 //! Lock names reach Redis only as `KEYS`/`ARGV`, never inside script text.
 
 use std::sync::LazyLock;
@@ -30,23 +31,6 @@ pub(crate) async fn run<T: redis::FromRedisValue>(
             cmd.query_async(connection).await
         }
         other => other,
-    }
-}
-
-/// A script's result code with the strings that came with it: the reply
-/// `{code, {strings…}}`, or a bare `code` (no strings).
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Coded(pub(crate) i64, pub(crate) Vec<String>);
-
-impl redis::FromRedisValue for Coded {
-    fn from_redis_value(value: redis::Value) -> Result<Self, redis::ParsingError> {
-        match value {
-            redis::Value::Int(code) => Ok(Coded(code, Vec::new())),
-            other => {
-                let (code, strings) = redis::from_redis_value(other)?;
-                Ok(Coded(code, strings))
-            }
-        }
     }
 }
 
@@ -364,27 +348,3 @@ local function first_live()
   end
 end
 ";
-
-#[cfg(test)]
-mod tests {
-    use redis::{FromRedisValue, Value};
-
-    use super::Coded;
-
-    #[test]
-    fn a_result_is_a_bare_code_or_a_code_with_strings() {
-        assert_eq!(
-            Coded::from_redis_value(Value::Int(1)).ok(),
-            Some(Coded(1, Vec::new()))
-        );
-        let with_notices = Value::Array(vec![
-            Value::Int(2),
-            Value::Array(vec![Value::BulkString(b"token:3:0".to_vec())]),
-        ]);
-        assert_eq!(
-            Coded::from_redis_value(with_notices).ok(),
-            Some(Coded(2, vec!["token:3:0".to_owned()]))
-        );
-        assert!(Coded::from_redis_value(Value::Nil).is_err());
-    }
-}

@@ -24,7 +24,8 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::client::UnsettledToken;
+use super::pending::UnsettledToken;
+use crate::backend::NextTask;
 
 /// The lines of one client, by lock key. A key has a line while a task of the
 /// client has the turn for it (the line holds the tasks after that one).
@@ -34,21 +35,10 @@ pub(crate) struct Lines {
     next_id: AtomicU64,
 }
 
-/// What a release needs to take the lock for a task in line.
-#[derive(Debug, Clone)]
-pub(crate) struct Terms {
-    /// The task's token: the lock is taken for it in Redis under this token.
-    pub(crate) token: String,
-    /// Its lease's ttl in ms.
-    pub(crate) ttl_ms: u64,
-    /// How long its fence key lives in ms, `0` without fencing.
-    pub(crate) fence_lifetime_ms: u64,
-}
-
 /// A task waiting in line.
 pub(crate) struct Waiter {
     id: u64,
-    terms: Terms,
+    terms: NextTask,
     sender: oneshot::Sender<Given>,
 }
 
@@ -178,7 +168,7 @@ impl Lines {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         line.push_back(Waiter {
             id,
-            terms: Terms {
+            terms: NextTask {
                 token: token.to_owned(),
                 ttl_ms,
                 fence_lifetime_ms,
@@ -251,7 +241,7 @@ impl Turn {
     /// Takes the next task out of line, for the release to take the lock for it:
     /// the turn goes to it with the lock ([`hand_lock`](Self::hand_lock)), or alone
     /// when this is dropped.
-    pub(crate) fn next_waiter(&mut self) -> Option<&Terms> {
+    pub(crate) fn next_waiter(&mut self) -> Option<&NextTask> {
         if self.next.is_none() {
             let (lines, key) = self.place.as_ref()?;
             let waiter = lines.lock().get_mut(key).and_then(VecDeque::pop_front)?;

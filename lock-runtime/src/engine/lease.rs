@@ -7,21 +7,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::local::Turn;
-use crate::{LockError, LostReason};
-
-/// How much of a lease the holder gives up to clock drift between it and Redis
-/// (as Redlock does: 1% of the ttl plus 2 ms).
-pub(crate) fn drift_allowance(ttl: Duration) -> Duration {
-    ttl / 100 + Duration::from_millis(2)
-}
-
-/// Until when a lease of `ttl` won (or extended) by a request sent at `sent` is
-/// certainly still valid: the key's ttl started after `sent`, and the holder gives
-/// up the drift allowance.
-pub(crate) fn valid_until(sent: Instant, ttl: Duration) -> Instant {
-    sent + ttl.saturating_sub(drift_allowance(ttl))
-}
+use super::line::Turn;
+use crate::error::{LockError, LostReason};
+use crate::validity::valid_until;
 
 #[derive(Debug)]
 pub(crate) struct Lease {

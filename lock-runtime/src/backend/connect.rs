@@ -1,0 +1,108 @@
+//! Turning a URL into a `redis::Client`, and what to tell the user when that or
+//! the first connection fails. Shared by every topology.
+
+use std::time::Duration;
+
+use crate::error::LockError;
+
+/// The client for `url`, with `TCP_NODELAY` on (and the private CA for
+/// `rediss://`, if given); a URL that does not parse is [`LockError::Config`].
+pub(crate) fn open_client(
+    url: &str,
+    tls_root_certificate: Option<Vec<u8>>,
+) -> Result<redis::Client, LockError> {
+    open(url, tls_root_certificate).map_err(|error| LockError::Config {
+        subject: format!("Redis URL `{}`", redact_url(url)),
+        reason: url_error_hint(&error),
+    })
+}
+
+fn open(url: &str, tls_root_certificate: Option<Vec<u8>>) -> redis::RedisResult<redis::Client> {
+    use redis::IntoConnectionInfo;
+    // Every lock operation is one small request waiting for its answer: never let
+    // Nagle's algorithm hold a request back.
+    let info = url.into_connection_info()?;
+    let tcp = info.tcp_settings().clone().set_nodelay(true);
+    let info = info.set_tcp_settings(tcp);
+    match tls_root_certificate {
+        #[cfg(feature = "tls")]
+        Some(root_cert) => redis::Client::build_with_tls(
+            info,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(root_cert),
+            },
+        ),
+        _ => redis::Client::open(info),
+    }
+}
+
+/// The URL with any password replaced by `***`, for messages and `Debug`.
+pub(crate) fn redact_url(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://")
+        && let Some((credentials, host)) = rest.rsplit_once('@')
+    {
+        let user = credentials.split(':').next().unwrap_or_default();
+        return format!("{scheme}://{user}:***@{host}");
+    }
+    url.to_owned()
+}
+
+fn url_error_hint(error: &redis::RedisError) -> String {
+    let mut reason = error.to_string();
+    if reason.contains("TLS") || reason.contains("tls") {
+        reason.push_str(" (rediss:// needs lock-runtime's `tls` feature)");
+    } else {
+        reason.push_str(
+            " (expected redis://[user:password@]host[:port][/db], rediss://… or redis+unix:///path)",
+        );
+    }
+    reason
+}
+
+/// The [`LockError::Connection`] for `server` when connecting failed with `error`
+/// (`None`: no answer within `connect_timeout`).
+pub(crate) fn unreachable(
+    server: &str,
+    connect_timeout: Duration,
+    error: Option<redis::RedisError>,
+) -> LockError {
+    let reason = match &error {
+        None => no_answer(connect_timeout),
+        Some(error) if error.is_timeout() => no_answer(connect_timeout),
+        Some(error) => describe_connect_error(error),
+    };
+    LockError::Connection {
+        server: server.to_owned(),
+        reason,
+        source: error,
+    }
+}
+
+fn no_answer(connect_timeout: Duration) -> String {
+    format!("no answer within the connect timeout ({connect_timeout:?})")
+}
+
+fn describe_connect_error(error: &redis::RedisError) -> String {
+    let code = error.code().unwrap_or_default();
+    if error.kind() == redis::ErrorKind::AuthenticationFailed
+        || matches!(code, "WRONGPASS" | "NOAUTH" | "NOPERM")
+    {
+        "authentication failed: check the user name and password in the URL".to_owned()
+    } else if error.is_connection_refusal() {
+        "connection refused: is redis-server running at that address?".to_owned()
+    } else {
+        error.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact_url("redis://u:secret@h:1/0"), "redis://u:***@h:1/0");
+        assert_eq!(redact_url("redis://h:1"), "redis://h:1");
+    }
+}

@@ -1,0 +1,318 @@
+//! The one typed home of the wire formats the scripts (`scripts.rs`) speak: the
+//! keys of one lock, the order of each script's arguments, the codes of its
+//! replies, and the notices a release sends to waiters. A change to a script's
+//! contract changes this file and the Lua, nothing else.
+
+use std::time::Duration;
+
+use super::scripts;
+use crate::validity::millis;
+
+/// Appends the four keys of lock `key` that the acquire and release scripts take,
+/// all in its hash slot: the lock, its fencing counter (`:fence`), its FIFO wait
+/// queue (`:queue`) and its waiters' entries (`:waiters`). The derived names are
+/// built in one buffer, as this runs on every contended acquire and release.
+fn lock_keys<'a>(cmd: &'a mut redis::Cmd, key: &str) -> &'a mut redis::Cmd {
+    cmd.arg(key);
+    let mut derived = String::with_capacity(key.len() + ":waiters".len());
+    for suffix in [":fence", ":queue", ":waiters"] {
+        derived.clear();
+        derived.push_str(key);
+        derived.push_str(suffix);
+        cmd.arg(derived.as_str());
+    }
+    cmd
+}
+
+/// One acquire attempt, as the acquire script takes it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AttemptRequest<'a> {
+    pub(crate) key: &'a str,
+    pub(crate) token: &'a str,
+    pub(crate) ttl: Duration,
+    /// How long the fence key lives in ms (`0`: no fencing token).
+    pub(crate) fence_lifetime_ms: u64,
+    /// Queue the token if the lock is busy (the caller waits).
+    pub(crate) queue: bool,
+    /// 1, 2, … within one acquire: a handoff notice names the attempt it answers.
+    pub(crate) number: u64,
+    pub(crate) fair: bool,
+}
+
+impl AttemptRequest<'_> {
+    /// The plain `SET NX PX` that takes a free lock with no script.
+    pub(crate) fn plain_set(&self) -> redis::Cmd {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.key)
+            .arg(self.token)
+            .arg("NX")
+            .arg("PX")
+            .arg(millis(self.ttl));
+        cmd
+    }
+
+    /// The acquire script call; `channel` is where the waiter's notices go.
+    pub(crate) fn script(&self, channel: &str) -> redis::Cmd {
+        // A waiter's place in the queue is kept for one ttl without a refresh: a
+        // dead waiter is handed the lock at most once, and holds up the others by
+        // at most its own ttl. Zero: do not queue (try once).
+        let place = if self.queue { millis(self.ttl) } else { 0 };
+        let mut cmd = scripts::evalsha(&scripts::ACQUIRE, 4);
+        lock_keys(&mut cmd, self.key)
+            .arg(self.token)
+            .arg(millis(self.ttl))
+            .arg(self.fence_lifetime_ms)
+            .arg(place)
+            .arg(self.number)
+            .arg(if self.fair { "1" } else { "0" })
+            .arg(channel);
+        cmd
+    }
+}
+
+/// The outcome of one acquire attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Attempt {
+    /// The key now holds the token, with this fencing token when one was asked for.
+    Acquired { fence: Option<u64> },
+    /// Someone else holds it (for about `holder_ttl` more, when it has an expiry).
+    Busy { holder_ttl: Option<Duration> },
+}
+
+impl Attempt {
+    /// The acquire script's reply `{acquired, value}`.
+    pub(crate) fn from_reply((acquired, value): (i64, i64), fencing: bool) -> Attempt {
+        if acquired == 1 {
+            Attempt::Acquired {
+                fence: fencing.then_some(value as u64),
+            }
+        } else {
+            Attempt::Busy {
+                holder_ttl: u64::try_from(value).ok().map(Duration::from_millis),
+            }
+        }
+    }
+}
+
+/// The extend script call: compare-and-`PEXPIRE` to `ttl`.
+pub(crate) fn extend(key: &str, token: &str, ttl: Duration) -> redis::Cmd {
+    let mut cmd = scripts::evalsha(&scripts::EXTEND, 1);
+    cmd.arg(key).arg(token).arg(millis(ttl));
+    cmd
+}
+
+/// What a release needs to take the lock for the next task of this client in line.
+#[derive(Debug, Clone)]
+pub(crate) struct NextTask {
+    /// The task's token: the lock is taken for it in Redis under this token.
+    pub(crate) token: String,
+    /// Its lease's ttl in ms.
+    pub(crate) ttl_ms: u64,
+    /// How long its fence key lives in ms, `0` without fencing.
+    pub(crate) fence_lifetime_ms: u64,
+}
+
+/// The release script call for `token`; `next`: the next task in line, and
+/// whether it takes the lock ahead of the queue.
+pub(crate) fn release(
+    key: &str,
+    token: &str,
+    channel: &str,
+    next: Option<(&NextTask, bool)>,
+) -> redis::Cmd {
+    let mut cmd = scripts::evalsha(&scripts::RELEASE, 4);
+    lock_keys(&mut cmd, key).arg(token).arg(channel);
+    if let Some((next, keep)) = next {
+        cmd.arg(&next.token)
+            .arg(next.ttl_ms)
+            .arg(next.fence_lifetime_ms)
+            .arg(if keep { "1" } else { "0" });
+    }
+    cmd
+}
+
+/// What a release did with a lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Released {
+    /// The token did not hold it (a waiter leaving, or a lease already lost).
+    NotOurs,
+    /// Freed it (or, before `min_hold` is over, left it to expire then).
+    Ended,
+    /// Handed it to the next queued waiter.
+    HandedOn,
+    /// Took it for the next task of this client in line (within the streak, or
+    /// no other process's waiter was queued), with this fencing token when that
+    /// task asked for one.
+    HandedHere { fence: Option<u64> },
+}
+
+/// A script's result code with the strings that came with it: the reply
+/// `{code, {strings…}}`, or a bare `code` (no strings).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Coded(pub(crate) i64, pub(crate) Vec<String>);
+
+impl redis::FromRedisValue for Coded {
+    fn from_redis_value(value: redis::Value) -> Result<Self, redis::ParsingError> {
+        match value {
+            redis::Value::Int(code) => Ok(Coded(code, Vec::new())),
+            other => {
+                let (code, strings) = redis::from_redis_value(other)?;
+                Ok(Coded(code, strings))
+            }
+        }
+    }
+}
+
+impl Released {
+    /// The release script's reply, and the notices for this client's own waiters
+    /// that came with it (to deliver in process). `fenced_next`: the next task
+    /// asked for a fencing token.
+    pub(crate) fn from_reply(
+        Coded(code, strings): Coded,
+        fenced_next: bool,
+    ) -> (Released, Vec<String>) {
+        let released = match code {
+            // The reply then carries the fencing token taken for the next task.
+            3 => {
+                return (
+                    Released::HandedHere {
+                        fence: strings
+                            .first()
+                            .and_then(|fence| fence.parse().ok())
+                            .filter(|_| fenced_next),
+                    },
+                    Vec::new(),
+                );
+            }
+            2 => Released::HandedOn,
+            1 => Released::Ended,
+            _ => Released::NotOurs,
+        };
+        (released, strings)
+    }
+}
+
+/// A release handed the lock to a waiter: which of its attempts the release saw
+/// queued (the handoff happened after that attempt reached Redis), and the
+/// fencing token that came with the lock (0 without fencing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Handoff {
+    pub(crate) attempt: u64,
+    pub(crate) fence: u64,
+}
+
+/// One notice for one waiter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Notice {
+    /// `<token>`: try now.
+    Wake,
+    /// `<token>:<attempt>:<fence>`: the lock is the waiter's.
+    Handoff(Handoff),
+    /// `<token>:<ttl ms>`: the lock was just handed to the waiter ahead for
+    /// this long; check again by then.
+    HeadsUp { ttl: Duration },
+}
+
+/// Splits a notice payload into the waiter's token and the notice. `None` for a
+/// malformed payload.
+pub(crate) fn parse_notice(payload: &str) -> Option<(&str, Notice)> {
+    let mut parts = payload.split(':');
+    let token = parts.next()?;
+    let notice = match (parts.next(), parts.next(), parts.next()) {
+        (None, _, _) => Notice::Wake,
+        (Some(ttl), None, _) => Notice::HeadsUp {
+            ttl: Duration::from_millis(ttl.parse().ok()?),
+        },
+        (Some(attempt), Some(fence), None) => Notice::Handoff(Handoff {
+            attempt: attempt.parse().ok()?,
+            fence: fence.parse().ok()?,
+        }),
+        _ => return None,
+    };
+    Some((token, notice))
+}
+
+#[cfg(test)]
+mod tests {
+    use redis::{FromRedisValue, Value};
+
+    use super::*;
+
+    #[test]
+    fn a_result_is_a_bare_code_or_a_code_with_strings() {
+        assert_eq!(
+            Coded::from_redis_value(Value::Int(1)).ok(),
+            Some(Coded(1, Vec::new()))
+        );
+        let with_notices = Value::Array(vec![
+            Value::Int(2),
+            Value::Array(vec![Value::BulkString(b"token:3:0".to_vec())]),
+        ]);
+        assert_eq!(
+            Coded::from_redis_value(with_notices).ok(),
+            Some(Coded(2, vec!["token:3:0".to_owned()]))
+        );
+        assert!(Coded::from_redis_value(Value::Nil).is_err());
+    }
+
+    #[test]
+    fn release_replies_map_to_what_was_done() {
+        let reply = |code, strings: &[&str]| {
+            Released::from_reply(
+                Coded(code, strings.iter().map(|s| (*s).to_owned()).collect()),
+                true,
+            )
+        };
+        assert_eq!(reply(1, &[]), (Released::Ended, vec![]));
+        assert_eq!(
+            reply(2, &["t:1:0"]),
+            (Released::HandedOn, vec!["t:1:0".to_owned()])
+        );
+        assert_eq!(
+            reply(3, &["17"]),
+            (Released::HandedHere { fence: Some(17) }, vec![])
+        );
+        assert_eq!(reply(0, &[]), (Released::NotOurs, vec![]));
+        assert_eq!(
+            Attempt::from_reply((0, 1500), false),
+            Attempt::Busy {
+                holder_ttl: Some(Duration::from_millis(1500))
+            }
+        );
+        assert_eq!(
+            Attempt::from_reply((0, -2), false),
+            Attempt::Busy { holder_ttl: None }
+        );
+        assert_eq!(
+            Attempt::from_reply((1, 9), true),
+            Attempt::Acquired { fence: Some(9) }
+        );
+    }
+
+    #[test]
+    fn notices_are_wake_ups_or_handoffs() {
+        assert_eq!(parse_notice("ab12"), Some(("ab12", Notice::Wake)));
+        assert_eq!(
+            parse_notice("ab12:7:1790000000000001"),
+            Some((
+                "ab12",
+                Notice::Handoff(Handoff {
+                    attempt: 7,
+                    fence: 1_790_000_000_000_001
+                })
+            ))
+        );
+        assert_eq!(
+            parse_notice("ab12:1500"),
+            Some((
+                "ab12",
+                Notice::HeadsUp {
+                    ttl: Duration::from_millis(1500)
+                }
+            ))
+        );
+        assert_eq!(parse_notice("ab12:x:0"), None);
+        assert_eq!(parse_notice("ab12:-1"), None);
+        assert_eq!(parse_notice("ab12:1:2:3"), None);
+    }
+}

@@ -1,0 +1,79 @@
+//! Configuring a [`LockClient`](crate::LockClient): the URL, key prefix,
+//! timeouts and TLS roots. `connect` (in `client.rs`) turns it into a client.
+
+use std::time::Duration;
+
+use crate::backend::{Settings, redact_url};
+use crate::keys::DEFAULT_PREFIX;
+
+/// Configures and connects a [`LockClient`](crate::LockClient).
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), lock_runtime::LockError> {
+/// use std::time::Duration;
+/// let client = lock_runtime::LockClient::builder("redis://:secret@10.0.0.5:6379/0")
+///     .prefix("billing:lock:")
+///     .connect_timeout(Duration::from_secs(2))
+///     .response_timeout(Duration::from_secs(1))
+///     .connect()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+#[must_use = "call `.connect().await` to get a client"]
+pub struct LockClientBuilder {
+    pub(crate) settings: Settings,
+}
+
+impl std::fmt::Debug for LockClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let settings = &self.settings;
+        f.debug_struct("LockClientBuilder")
+            .field("url", &redact_url(&settings.url))
+            .field("prefix", &settings.prefix)
+            .field("connect_timeout", &settings.connect_timeout)
+            .field("response_timeout", &settings.response_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LockClientBuilder {
+    /// A builder for `url` with the defaults: prefix `lock:`, 5 s timeouts.
+    pub(crate) fn new(url: String) -> Self {
+        LockClientBuilder {
+            settings: Settings {
+                url,
+                prefix: DEFAULT_PREFIX.to_owned(),
+                connect_timeout: Duration::from_secs(5),
+                response_timeout: Duration::from_secs(5),
+                tls_root_certificate: None,
+            },
+        }
+    }
+
+    /// For `rediss://` URLs: trust this CA certificate (PEM) instead of the public
+    /// web roots, e.g. for a server whose certificate your organisation signs.
+    #[cfg(feature = "tls")]
+    pub fn tls_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.settings.tls_root_certificate = Some(pem.into());
+        self
+    }
+
+    /// Prefix of every key and channel this client uses (default `lock:`).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.settings.prefix = prefix.into();
+        self
+    }
+
+    /// How long connecting (TCP, TLS, AUTH, first PING) may take (default 5 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.connect_timeout = timeout;
+        self
+    }
+
+    /// How long one command may wait for its answer (default 5 s).
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.response_timeout = timeout;
+        self
+    }
+}

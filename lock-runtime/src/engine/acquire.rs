@@ -1,0 +1,400 @@
+//! Taking a lock: the in-process line, attempts, waiting for notices, and the
+//! handoffs that end a wait without another request.
+//!
+//! An acquire is a [`Waiter`] stepping through: wait in this client's line for
+//! the turn (or be handed the lock there); then attempt, and while the lock is
+//! busy, wait for a notice or the next poll, until it is held, handed over, or
+//! the wait is over. Every piece of its state is a field, named for what it is.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::task::AbortOnDropHandle;
+
+use super::handoff::{Handed, handed_over};
+use super::heartbeat::keep_alive;
+use super::lease::Lease;
+use super::line::{Entry, Given, Handover, Lines, Turn};
+use super::pending::UnsettledToken;
+use crate::backend::{Attempt, AttemptRequest, Backend, Subscription};
+use crate::backoff::Backoff;
+use crate::error::LockError;
+use crate::keys::{lease_key, validate_name};
+use crate::options::{LockOptions, Wait};
+use crate::validity::{FOREVER, after, fresh, millis, valid_until};
+
+/// First and largest pause between attempts of a waiter without live notices.
+const POLL_FIRST: Duration = Duration::from_millis(10);
+const POLL_CEILING: Duration = Duration::from_secs(1);
+/// With notices live, a waiter is handed the lock or woken by the notice,
+/// or wakes when the holder's lease runs out (its PTTL), so polling is only a slow
+/// safety net.
+const POLL_CEILING_WITH_NOTICES: Duration = Duration::from_secs(5);
+/// How long the attempt made at a wait's deadline may take to answer.
+const LAST_ATTEMPT_GRACE: Duration = Duration::from_millis(250);
+/// A lease just won, with its heartbeat running on `runtime` (the caller's).
+pub(crate) struct Acquired {
+    pub(crate) lease: Arc<Lease>,
+    pub(crate) heartbeat: AbortOnDropHandle<()>,
+    pub(crate) runtime: tokio::runtime::Handle,
+}
+
+/// Takes the lock `name` on the terms of `options`, waiting as they say: in
+/// `lines` behind this client's other tasks after the same lock (default mode),
+/// then in the lock's queue in Redis.
+pub(crate) async fn acquire(
+    backend: &Backend,
+    lines: &Arc<Lines>,
+    name: &str,
+    options: &LockOptions,
+) -> Result<Acquired, LockError> {
+    validate_name(name)?;
+    options.validate(name)?;
+    let runtime = tokio::runtime::Handle::try_current().map_err(|_| LockError::Config {
+        subject: format!("lock `{name}`"),
+        reason: "acquire must run inside a tokio runtime".to_owned(),
+    })?;
+    let key = lease_key(backend.prefix(), name);
+    let token = UnsettledToken::new(backend, &key, name)?;
+    let started = Instant::now();
+    // `None`: try once. A wait too long to represent is the same as forever.
+    let deadline = match options.wait {
+        Wait::TryOnce => None,
+        Wait::For(wait) if wait.is_zero() => None,
+        Wait::For(wait) => Some(after(started, wait)),
+        Wait::Forever => Some(started + FOREVER),
+    };
+    let mut waiter = Waiter {
+        backend,
+        name,
+        options,
+        runtime,
+        key,
+        token,
+        started,
+        deadline,
+        turn: None,
+        subscription: None,
+        backoff: Backoff::new(POLL_FIRST),
+        last_holder_ttl: None,
+        attempts: 0,
+        queued_by: None,
+    };
+    // Of this client's tasks after this lock, one at a time asks Redis (see
+    // `line`). Trying once never waits in line; FIFO mode queues every waiter
+    // in Redis, in arrival order across processes.
+    if !options.fair
+        && let Some(acquired) = waiter.wait_in_line(lines).await?
+    {
+        return Ok(acquired);
+    }
+    waiter.attempt_until_held().await
+}
+
+/// What one attempt came to.
+enum Tried {
+    Held(Acquired),
+    /// Busy, with the holder's remaining lease if it has one (or won too late to
+    /// count on, with a fresh token for the next attempt).
+    Busy(Option<Duration>),
+}
+
+/// One acquire in progress.
+struct Waiter<'a> {
+    backend: &'a Backend,
+    name: &'a str,
+    options: &'a LockOptions,
+    runtime: tokio::runtime::Handle,
+    key: String,
+    /// The token the next attempt sends; armed while it may hold or wait for
+    /// the lock.
+    token: UnsettledToken,
+    started: Instant,
+    /// `None`: try once.
+    deadline: Option<Instant>,
+    /// This task's turn in the client's line for the lock, once it has it.
+    turn: Option<Turn>,
+    /// Registered for notices naming the token (made after a first busy attempt,
+    /// or at once for a lock lately contended while the channel is subscribed).
+    subscription: Option<Subscription>,
+    backoff: Backoff,
+    /// The holder's remaining lease as last reported, and when.
+    last_holder_ttl: Option<(Duration, Instant)>,
+    /// Attempts so far: they are numbered, so a handoff notice can say which one
+    /// it answers.
+    attempts: u64,
+    /// The latest attempt that queued our token, and when it was sent.
+    queued_by: Option<(u64, Instant)>,
+}
+
+impl Waiter<'_> {
+    /// Waits in this client's line for the lock until it is this task's turn.
+    /// `Some` when the task ahead handed it the lock, fresh enough to hold.
+    async fn wait_in_line(&mut self, lines: &Arc<Lines>) -> Result<Option<Acquired>, LockError> {
+        let Some(deadline) = self.deadline else {
+            return Ok(None);
+        };
+        let entry = lines.enter(
+            &self.key,
+            self.token.token(),
+            millis(self.options.ttl),
+            self.options.fence_lifetime_ms(),
+        );
+        let mut ticket = match entry {
+            Entry::Turn(mine) => {
+                self.turn = Some(mine);
+                return Ok(None);
+            }
+            Entry::InLine(ticket) => ticket,
+        };
+        let given = tokio::time::timeout_at(deadline, ticket.given())
+            .await
+            .map_err(|_| self.timeout_error())?;
+        match given {
+            Some(Given::Turn(mine, handed)) => {
+                // A release that may have taken the lock for us got no answer:
+                // our first attempt finds out.
+                if let Some(handed) = handed {
+                    self.token = handed;
+                }
+                self.turn = Some(mine);
+            }
+            Some(Given::Lock(Handover {
+                token,
+                fence,
+                valid_from,
+                turn,
+            })) => {
+                self.token = token;
+                self.turn = Some(turn);
+                if fresh(valid_from, self.options.ttl) {
+                    return Ok(Some(self.hold(
+                        fence,
+                        valid_from,
+                        "lock handed over in process",
+                    )));
+                }
+                // Too old to count on: the first attempt confirms it.
+            }
+            None => {}
+        }
+        Ok(None)
+    }
+
+    /// Attempts, and waits between attempts, until the lock is held or the wait
+    /// is over.
+    async fn attempt_until_held(mut self) -> Result<Acquired, LockError> {
+        // A waiter must be registered for notices before the attempt that queues
+        // it is sent, or a handoff answering that attempt could arrive unseen.
+        // For a lock this client saw contended a moment ago, register now if the
+        // channel is subscribed; otherwise the first busy attempt is followed by
+        // registering, subscribing, and a second attempt.
+        if self.deadline.is_some() && self.backend.recently_contended(&self.key) {
+            self.subscription = self
+                .backend
+                .notices()
+                .register_if_subscribed(self.token.token());
+        }
+        loop {
+            let holder_ttl = match self.attempt().await? {
+                Tried::Held(held) => return Ok(held),
+                Tried::Busy(holder_ttl) => holder_ttl,
+            };
+            let Some(deadline) = self.deadline else {
+                return Err(LockError::Busy {
+                    name: self.name.to_owned(),
+                    retry_after: holder_ttl,
+                });
+            };
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(self.timeout_error());
+            }
+            let pause = if self.subscription.is_none() {
+                // Subscribe, then retry at once: a release that happened before
+                // the subscription took effect is then seen by the retry.
+                tracing::debug!(lock = self.name, "lock busy; waiting for its release");
+                let mut fresh = self.backend.notices().register(self.token.token());
+                let _ = tokio::time::timeout_at(deadline, fresh.activate()).await;
+                self.subscription = Some(fresh);
+                continue;
+            } else {
+                self.poll_pause(holder_ttl)
+            };
+            if let Some(held) = self.wait_for_release((now + pause).min(deadline)).await {
+                return Ok(held);
+            }
+        }
+    }
+
+    /// Sends one attempt.
+    async fn attempt(&mut self) -> Result<Tried, LockError> {
+        if let Some(subscription) = self.subscription.as_mut() {
+            subscription.mark_seen();
+        }
+        self.attempts += 1;
+        let sent_at = Instant::now();
+        self.token.arm();
+        let request = AttemptRequest {
+            key: &self.key,
+            token: self.token.token(),
+            ttl: self.options.ttl,
+            fence_lifetime_ms: self.options.fence_lifetime_ms(),
+            queue: self.deadline.is_some(),
+            number: self.attempts,
+            fair: self.options.fair,
+        };
+        let attempt = self.backend.try_acquire(&request);
+        // An attempt may run a little past the wait's deadline, so the last
+        // retry (made at the deadline) gets its answer.
+        let outcome = match self.deadline {
+            Some(deadline) => {
+                let limit = deadline.max(sent_at + LAST_ATTEMPT_GRACE);
+                match tokio::time::timeout_at(limit, attempt).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => return Err(self.timeout_error()),
+                }
+            }
+            None => attempt.await,
+        };
+        // On an error (or if this future is dropped while the request is in
+        // flight), the token, armed, spawns a compare-and-delete: the request
+        // may have set the key before its answer was lost.
+        let outcome = outcome.map_err(|source| self.redis_error(source))?;
+        match outcome {
+            Attempt::Acquired { fence } => {
+                if Instant::now() < valid_until(sent_at, self.options.ttl) {
+                    return Ok(Tried::Held(self.hold(fence, sent_at, "lock acquired")));
+                }
+                // The answer came back after the lease's local deadline: it may
+                // already be someone else's. Give it back (the old token, still
+                // armed, is released as it is replaced: a plain compare-and-
+                // delete, no `min_hold`) and try again with a fresh token (the
+                // release in flight must not hit the new one).
+                tracing::warn!(
+                    lock = self.name,
+                    "acquire answered after the lease's validity; retrying"
+                );
+                self.token = UnsettledToken::new(self.backend, &self.key, self.name)?;
+                // Waiters are woken by their token: register the new one.
+                self.subscription = None;
+                self.queued_by = None;
+                Ok(Tried::Busy(None))
+            }
+            Attempt::Busy { holder_ttl } => {
+                self.backend.mark_contended(&self.key);
+                let queued = self.deadline.is_some();
+                self.queued_by = queued.then_some((self.attempts, sent_at));
+                self.token.busy(queued);
+                self.last_holder_ttl = holder_ttl.map(|ttl| (ttl, Instant::now()));
+                Ok(Tried::Busy(holder_ttl))
+            }
+        }
+    }
+
+    /// The pause before the next attempt at a busy lock: the next poll, or when
+    /// the holder's lease runs out if that is sooner.
+    fn poll_pause(&mut self, holder_ttl: Option<Duration>) -> Duration {
+        let live = self
+            .subscription
+            .as_ref()
+            .is_some_and(Subscription::is_live);
+        let ceiling = if live {
+            POLL_CEILING_WITH_NOTICES
+        } else {
+            POLL_CEILING
+        }
+        // Refresh our place in the queue well within its lifetime (one ttl).
+        .min(self.options.ttl / 3);
+        if live {
+            // A release hands over or wakes us: polling is only the safety net
+            // (and keeps our place), so it starts slow.
+            self.backoff.at_least(ceiling);
+        }
+        let pause = self.backoff.step(ceiling);
+        match holder_ttl {
+            Some(holder_ttl) => pause.min(holder_ttl + Duration::from_millis(1)),
+            None => pause,
+        }
+    }
+
+    /// Between attempts: waits for a notice or until `until`. `Some` when a
+    /// handoff made the lock ours meanwhile.
+    async fn wait_for_release(&mut self, until: Instant) -> Option<Acquired> {
+        let Some(subscription) = self.subscription.as_mut() else {
+            tokio::time::sleep_until(until).await;
+            return None;
+        };
+        let ttl = self.options.ttl;
+        // The handoff may have come while the attempt was in flight.
+        let mut handed = handed_over(subscription.handoff(), self.queued_by, ttl);
+        if handed == Handed::No {
+            subscription.wait(until).await;
+            handed = handed_over(subscription.handoff(), self.queued_by, ttl);
+        }
+        match handed {
+            // Not handed over, or too old to count on: the next attempt (at once
+            // for a stale handoff) confirms it and restarts the lease.
+            Handed::No | Handed::Stale => None,
+            // Fresh (half a ttl left at least), so held; a scoped `run` checks
+            // again before its body starts.
+            Handed::Yes { fence, valid_from } => Some(self.hold(
+                self.options.fencing.then_some(fence),
+                valid_from,
+                "lock handed over",
+            )),
+        }
+    }
+
+    fn redis_error(&self, source: redis::RedisError) -> LockError {
+        LockError::Redis {
+            name: self.name.to_owned(),
+            action: "acquire",
+            source,
+        }
+    }
+
+    fn timeout_error(&self) -> LockError {
+        LockError::Timeout {
+            name: self.name.to_owned(),
+            waited: self.started.elapsed(),
+            retry_after: self
+                .last_holder_ttl
+                .map(|(ttl, seen)| ttl.saturating_sub(seen.elapsed())),
+        }
+    }
+
+    /// Starts the lease won by the request sent at `valid_from` (its validity
+    /// counts from then; `min_hold` and `max_hold` from now) and its heartbeat,
+    /// and logs `how` it came.
+    fn hold(&mut self, fence: Option<u64>, valid_from: Instant, how: &'static str) -> Acquired {
+        tracing::debug!(
+            lock = self.name,
+            fence,
+            waited_ms = self.started.elapsed().as_millis() as u64,
+            "{how}"
+        );
+        let (key, token) = self.token.settle();
+        let lease = Arc::new(Lease::new(
+            self.name.to_owned(),
+            key,
+            token,
+            fence,
+            self.options.ttl,
+            (valid_from, Instant::now()),
+            self.turn.take(),
+        ));
+        let heartbeat = AbortOnDropHandle::new(self.runtime.spawn(keep_alive(
+            self.backend.clone(),
+            Arc::clone(&lease),
+            self.options.heartbeat_interval(),
+            self.options.max_hold,
+        )));
+        Acquired {
+            lease,
+            heartbeat,
+            runtime: self.runtime.clone(),
+        }
+    }
+}
