@@ -33,6 +33,12 @@ const POLL_CEILING: Duration = Duration::from_secs(1);
 const POLL_CEILING_WITH_NOTICES: Duration = Duration::from_secs(5);
 /// How long the attempt made at a wait's deadline may take to answer.
 const LAST_ATTEMPT_GRACE: Duration = Duration::from_millis(250);
+/// First and largest pause before trying again after an attempt got no answer
+/// (the connection dropped, or Redis restarts): long enough not to hammer a
+/// server coming back, short enough to notice it is back within a second.
+const RECONNECT_FIRST: Duration = Duration::from_millis(20);
+const RECONNECT_CEILING: Duration = Duration::from_secs(1);
+
 /// A lease just won, with its heartbeat running on `runtime` (the caller's).
 pub(crate) struct Acquired {
     pub(crate) lease: Arc<Lease>,
@@ -77,6 +83,8 @@ pub(crate) async fn acquire(
         turn: None,
         subscription: None,
         backoff: Backoff::new(POLL_FIRST),
+        reconnect: Backoff::new(RECONNECT_FIRST),
+        unanswered: None,
         last_holder_ttl: None,
         attempts: 0,
         queued_by: None,
@@ -98,6 +106,18 @@ enum Tried {
     /// Busy, with the holder's remaining lease if it has one (or won too late to
     /// count on, with a fresh token for the next attempt).
     Busy(Option<Duration>),
+    /// No answer, for a reason the connection may recover from (in
+    /// [`Waiter::unanswered`]).
+    Unanswered,
+}
+
+/// Whether an attempt that failed with `error` may succeed if sent again once
+/// the connection is back: a dropped or refused connection, a timeout, a server
+/// loading its data or failing over. Not: a script error, a denied command, a
+/// wrong password.
+fn may_recover(error: &redis::RedisError) -> bool {
+    error.kind() != redis::ErrorKind::AuthenticationFailed
+        && !matches!(error.retry_method(), redis::RetryMethod::NoRetry)
 }
 
 /// One acquire in progress.
@@ -119,6 +139,12 @@ struct Waiter<'a> {
     /// or at once for a lock lately contended while the channel is subscribed).
     subscription: Option<Subscription>,
     backoff: Backoff,
+    /// Pauses between attempts while they get no answer.
+    reconnect: Backoff,
+    /// Why the latest attempt got no answer (a dropped connection, a restart, a
+    /// timeout), until an attempt is answered again. A waiter rides such errors
+    /// out until its deadline, as it waits for a busy lock.
+    unanswered: Option<redis::RedisError>,
     /// The holder's remaining lease as last reported, and when.
     last_holder_ttl: Option<(Duration, Instant)>,
     /// Attempts so far: they are numbered, so a handoff notice can say which one
@@ -200,7 +226,10 @@ impl Waiter<'_> {
             let holder_ttl = match self.attempt().await? {
                 Tried::Held(held) => return Ok(held),
                 Tried::Busy(holder_ttl) => holder_ttl,
+                Tried::Unanswered => None,
             };
+            // Only a waiter rides out an unanswered attempt: trying once, it is
+            // an error of its own.
             let Some(deadline) = self.deadline else {
                 return Err(LockError::Busy {
                     name: self.name.to_owned(),
@@ -209,9 +238,13 @@ impl Waiter<'_> {
             };
             let now = Instant::now();
             if now >= deadline {
-                return Err(self.timeout_error());
+                return Err(self.wait_over());
             }
-            let pause = if self.subscription.is_none() {
+            let pause = if self.unanswered.is_some() {
+                // Redis did not answer: try again once the connection may be
+                // back (a handoff notice may still come meanwhile).
+                self.reconnect.step(RECONNECT_CEILING)
+            } else if self.subscription.is_none() {
                 // Subscribe, then retry at once: a release that happened before
                 // the subscription took effect is then seen by the retry.
                 tracing::debug!(lock = self.name, "lock busy; waiting for its release");
@@ -228,7 +261,8 @@ impl Waiter<'_> {
         }
     }
 
-    /// Sends one attempt.
+    /// Sends one attempt. Errors end the acquire, but for a waiter one that the
+    /// connection may recover from, which is [`Tried::Unanswered`].
     async fn attempt(&mut self) -> Result<Tried, LockError> {
         if let Some(subscription) = self.subscription.as_mut() {
             subscription.mark_seen();
@@ -253,15 +287,36 @@ impl Waiter<'_> {
                 let limit = deadline.max(sent_at + LAST_ATTEMPT_GRACE);
                 match tokio::time::timeout_at(limit, attempt).await {
                     Ok(outcome) => outcome,
-                    Err(_) => return Err(self.timeout_error()),
+                    Err(_) => return Err(self.wait_over()),
                 }
             }
             None => attempt.await,
         };
-        // On an error (or if this future is dropped while the request is in
-        // flight), the token, armed, spawns a compare-and-delete: the request
-        // may have set the key before its answer was lost.
-        let outcome = outcome.map_err(|source| self.redis_error(source))?;
+        // The token stays armed: the request may have set the key (or queued
+        // the token) before its answer was lost. The next attempt, with the
+        // same token, finds out (the script reports a key that already holds
+        // the token as taken); if none comes (an error that ends the acquire,
+        // or this future dropped while the request is in flight), the token
+        // spawns a compare-and-delete.
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(error) if self.deadline.is_some() && may_recover(&error) => {
+                if self.unanswered.is_none() {
+                    tracing::warn!(
+                        lock = self.name,
+                        %error,
+                        "no answer from Redis while waiting; trying again until the wait is over"
+                    );
+                }
+                self.unanswered = Some(error);
+                return Ok(Tried::Unanswered);
+            }
+            Err(error) => return Err(self.redis_error(error)),
+        };
+        if self.unanswered.take().is_some() {
+            tracing::info!(lock = self.name, "Redis answers again");
+            self.reconnect = Backoff::new(RECONNECT_FIRST);
+        }
         match outcome {
             Attempt::Acquired { fence } => {
                 if Instant::now() < valid_until(sent_at, self.options.ttl) {
@@ -344,6 +399,23 @@ impl Waiter<'_> {
                 valid_from,
                 "lock handed over",
             )),
+        }
+    }
+
+    /// The error that ends a wait that is over: Redis unreachable if the latest
+    /// attempt got no answer, else a timeout.
+    fn wait_over(&mut self) -> LockError {
+        match self.unanswered.take() {
+            Some(error) => LockError::Connection {
+                server: self.backend.server().to_owned(),
+                reason: format!(
+                    "no answer for lock `{}` until its wait ended after {} ms (last error: {error})",
+                    self.name,
+                    self.started.elapsed().as_millis()
+                ),
+                source: Some(error),
+            },
+            None => self.timeout_error(),
         }
     }
 
