@@ -12,6 +12,9 @@ use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+mod cluster;
+pub use cluster::{RedisCluster, free_cluster_port};
+
 /// A `redis-server` process owned by one test.
 #[derive(Debug)]
 pub struct RedisServer {
@@ -74,6 +77,28 @@ impl RedisServer {
         };
         server.spawn_on_a_free_port();
         server
+    }
+
+    /// Starts a server on `port` with extra command-line settings; panics if it
+    /// does not start (e.g. the port was taken meanwhile).
+    pub fn start_on(port: u16, args: &[&str]) -> RedisServer {
+        let dir = tempfile::tempdir().expect("temp dir for redis-server");
+        let mut server = RedisServer {
+            child: None,
+            port,
+            socket: None,
+            extra_args: args.iter().map(|a| (*a).to_owned()).collect(),
+            tls_ca: None,
+            pin_core: None,
+            dir,
+        };
+        assert!(server.spawn(), "redis-server did not start on port {port}");
+        server
+    }
+
+    /// The server's TCP port (0 for a unix socket).
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// Starts a server listening only on a unix socket in its temp dir.

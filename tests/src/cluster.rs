@@ -1,0 +1,194 @@
+//! A Redis Cluster of real `redis-server` processes on loopback, made with
+//! `redis-cli --cluster create`, stopped (every node) on drop.
+
+use std::net::TcpListener;
+use std::process::Command;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use crate::RedisServer;
+
+/// A running cluster: `masters` primaries, each with `replicas` replicas.
+#[derive(Debug)]
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts `masters` primaries (3 at least) with `replicas` replicas each, and
+    /// waits until every node reports the cluster ok with all slots served.
+    pub fn start(masters: usize, replicas: usize) -> RedisCluster {
+        assert!(masters >= 3, "redis-cli --cluster create needs 3 masters");
+        let count = masters * (1 + replicas);
+        let nodes: Vec<RedisServer> = (0..count)
+            .map(|_| {
+                RedisServer::start_on(
+                    free_cluster_port(),
+                    &[
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-node-timeout",
+                        "2000",
+                        // A replica may take over however stale it is: the
+                        // failover tests promote replicas on purpose.
+                        "--cluster-replica-validity-factor",
+                        "0",
+                    ],
+                )
+            })
+            .collect();
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        for node in &nodes {
+            create.arg(format!("127.0.0.1:{}", node.port()));
+        }
+        let output = create
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+            .output()
+            .expect("run redis-cli (it comes with redis-server)");
+        assert!(
+            output.status.success(),
+            "redis-cli --cluster create failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let cluster = RedisCluster { nodes };
+        cluster.wait_until_ok(count);
+        cluster
+    }
+
+    /// Waits until every node sees `count` nodes and the cluster ok.
+    fn wait_until_ok(&self, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for node in &self.nodes {
+            loop {
+                let info: String = redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query(&mut node.connection())
+                    .expect("CLUSTER INFO");
+                let field = |name: &str| {
+                    info.lines()
+                        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+                        .map(str::trim)
+                        .unwrap_or_default()
+                        .to_owned()
+                };
+                if field("cluster_state") == "ok"
+                    && field("cluster_known_nodes") == count.to_string()
+                    && field("cluster_slots_ok") == "16384"
+                {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "cluster not ok on port {}: {info}",
+                    node.port()
+                );
+                sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    /// Every node, primaries and replicas.
+    pub fn nodes(&self) -> &[RedisServer] {
+        &self.nodes
+    }
+
+    /// A node's URL, to hand a client one node only.
+    pub fn url(&self) -> String {
+        self.nodes[0].url()
+    }
+
+    /// All nodes' addresses as one seed-list URL: `redis://h1:p1,h2:p2,…`.
+    pub fn seed_list_url(&self) -> String {
+        let hosts: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|node| format!("127.0.0.1:{}", node.port()))
+            .collect();
+        format!("redis://{}", hosts.join(","))
+    }
+
+    /// The slot of `key` (`CLUSTER KEYSLOT`).
+    pub fn slot(&self, key: &str) -> u16 {
+        redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query(&mut self.nodes[0].connection())
+            .expect("CLUSTER KEYSLOT")
+    }
+
+    /// The node that serves `slot` as primary now.
+    pub fn primary_of(&self, slot: u16) -> &RedisServer {
+        let port = self.primary_port_of(slot);
+        self.nodes
+            .iter()
+            .find(|node| node.port() == port)
+            .expect("the slot's primary is one of ours")
+    }
+
+    fn primary_port_of(&self, slot: u16) -> u16 {
+        // [[start, end, [host, port, id], replicas…], …]
+        let ranges: Vec<redis::Value> = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query(&mut self.nodes[0].connection())
+            .expect("CLUSTER SLOTS");
+        for range in ranges {
+            let (start, end, primary): (u16, u16, (String, u16)) = match range {
+                redis::Value::Array(items) if items.len() >= 3 => {
+                    let mut items = items.into_iter();
+                    let start = redis::from_redis_value(items.next().expect("start"))
+                        .expect("slot range start");
+                    let end = redis::from_redis_value(items.next().expect("end"))
+                        .expect("slot range end");
+                    let node: Vec<redis::Value> =
+                        redis::from_redis_value(items.next().expect("primary"))
+                            .expect("the range's primary");
+                    let mut node = node.into_iter();
+                    let host = redis::from_redis_value(node.next().expect("host")).expect("host");
+                    let port = redis::from_redis_value(node.next().expect("port")).expect("port");
+                    (start, end, (host, port))
+                }
+                other => panic!("unexpected CLUSTER SLOTS entry: {other:?}"),
+            };
+            if (start..=end).contains(&slot) {
+                return primary.1;
+            }
+        }
+        panic!("no primary serves slot {slot}")
+    }
+
+    /// The distinct primaries that serve `slots`.
+    pub fn primaries_of(&self, slots: impl IntoIterator<Item = u16>) -> Vec<u16> {
+        let mut ports: Vec<u16> = slots
+            .into_iter()
+            .map(|slot| self.primary_port_of(slot))
+            .collect();
+        ports.sort_unstable();
+        ports.dedup();
+        ports
+    }
+}
+
+/// A loopback port `p` with `p` and its cluster bus port `p + 10000` both free
+/// a moment ago.
+pub fn free_cluster_port() -> u16 {
+    for _ in 0..1_000 {
+        let port = crate::free_port();
+        if port > 55_000 {
+            // Its bus port would not exist; take one from a lower range instead.
+            let lower = 20_000 + port % 30_000;
+            if both_free(lower) {
+                return lower;
+            }
+        } else if both_free(port) {
+            return port;
+        }
+    }
+    panic!("no port with a free cluster bus port after 1,000 tries")
+}
+
+fn both_free(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_ok()
+        && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok()
+}
