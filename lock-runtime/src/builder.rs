@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::backend::{Settings, redact_url};
+use crate::backend::{ClusterMode, Settings, redact_url};
 use crate::keys::DEFAULT_PREFIX;
 
 /// Configures and connects a [`LockClient`](crate::LockClient).
@@ -47,6 +47,7 @@ impl LockClientBuilder {
                 connect_timeout: Duration::from_secs(5),
                 response_timeout: Duration::from_secs(5),
                 tls_root_certificate: None,
+                cluster: ClusterMode::Detect,
             },
         }
     }
@@ -68,6 +69,25 @@ impl LockClientBuilder {
     /// How long connecting (TCP, TLS, AUTH, first PING) may take (default 5 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.settings.connect_timeout = timeout;
+        self
+    }
+
+    /// Whether the server is a Redis Cluster: by default detected at connect
+    /// (a seed list `redis://h1:p1,h2:p2` is one; one address is one if the
+    /// server says so); [`ClusterMode::Require`] or [`ClusterMode::Forbid`]
+    /// decide instead.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), lock_runtime::LockError> {
+    /// use lock_runtime::{ClusterMode, LockClient};
+    /// let client = LockClient::builder("redis://10.0.0.5:7000")
+    ///     .cluster(ClusterMode::Require)
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn cluster(mut self, mode: ClusterMode) -> Self {
+        self.settings.cluster = mode;
         self
     }
 

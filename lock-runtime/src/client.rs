@@ -11,7 +11,6 @@ use crate::engine::acquire::acquire;
 use crate::engine::line::Lines;
 use crate::error::LockError;
 use crate::guard::{LockGuard, LockHandle, finish};
-use crate::keys::lease_key;
 use crate::options::{LockOptions, OnLost};
 use crate::rt;
 
@@ -124,9 +123,11 @@ impl LockClient {
     }
 
     /// The Redis key that holds the lease of lock `name`: `{prefix}{name}` with the
-    /// name as a hash tag, so the lock's keys share one cluster slot.
+    /// name as a hash tag, so the lock's keys share one cluster slot. (On a
+    /// cluster, a name whose tag would be empty, one starting with `}`, is
+    /// `{prefix}{#}{name}#` instead.)
     pub fn key_for(&self, name: &str) -> String {
-        lease_key(self.prefix(), name)
+        self.inner.backend.lease_key(name)
     }
 
     /// How many tasks of this client wait in line for lock `name`, behind the one

@@ -16,6 +16,33 @@ pub(crate) fn lease_key(prefix: &str, name: &str) -> String {
     [prefix, "{", name, "}"].concat()
 }
 
+/// The key of lock `name` on a Redis Cluster: [`lease_key`], unless that key's
+/// hash tag is empty (a name starting with `}`: `lock:{}x}`), which Redis
+/// Cluster then ignores, hashing the whole key, so that the lock's other keys
+/// (`…:fence`, `…:queue`) would land in other slots. Those names get
+/// `{prefix}{#}{name}#` instead: tag `#`, and unlike any [`lease_key`], it does
+/// not end in `}`, so no two names share a key.
+///
+/// A single server keeps [`lease_key`] for every name (slots do not matter
+/// there), so its keys are the same as they always were.
+pub(crate) fn cluster_lease_key(prefix: &str, name: &str) -> String {
+    let key = lease_key(prefix, name);
+    if hash_tag(&key).is_some() {
+        return key;
+    }
+    [prefix, "{#}", name, "#"].concat()
+}
+
+/// The part of `key` Redis Cluster hashes for its slot when that is not the
+/// whole key: what lies between the first `{` and the first `}` after it, if
+/// not empty.
+pub(crate) fn hash_tag(key: &str) -> Option<&str> {
+    let open = key.find('{')?;
+    let after = &key[open + 1..];
+    let close = after.find('}')?;
+    (close > 0).then(|| &after[..close])
+}
+
 /// Checks a lock name: non-empty, at most [`MAX_NAME_LEN`] bytes.
 pub(crate) fn validate_name(name: &str) -> Result<(), LockError> {
     let reason = if name.is_empty() {
@@ -61,5 +88,40 @@ mod tests {
     #[test]
     fn the_name_is_the_hash_tag() {
         assert_eq!(lease_key("lock:", "invoice:42"), "lock:{invoice:42}");
+        assert_eq!(hash_tag("lock:{invoice:42}"), Some("invoice:42"));
+        assert_eq!(hash_tag("lock:{a}b}"), Some("a"));
+        assert_eq!(hash_tag("lock:{}}"), None);
+        assert_eq!(hash_tag("lock:"), None);
+        assert_eq!(hash_tag("lock:{open"), None);
+    }
+
+    /// On a cluster, every lock's keys share one slot: the lease key has a
+    /// non-empty hash tag, and the derived keys (its name plus a suffix) keep it.
+    #[test]
+    fn on_a_cluster_every_name_has_a_hash_tag_and_no_two_names_share_a_key() {
+        let names = [
+            "invoice:42",
+            "}",
+            "}}",
+            "{}",
+            "a}b",
+            "}x",
+            "#}x",
+            "{#}x#",
+            "#",
+            "{",
+            "}{",
+        ];
+        let mut keys = std::collections::HashSet::new();
+        for name in names {
+            let key = cluster_lease_key("lock:", name);
+            let tag = hash_tag(&key);
+            assert!(tag.is_some(), "{name:?} -> {key:?} has no hash tag");
+            assert_eq!(hash_tag(&format!("{key}:fence")), tag, "{name:?}");
+            assert!(keys.insert(key), "{name:?} shares a key");
+        }
+        // Names with a tag keep the single-server key.
+        assert_eq!(cluster_lease_key("lock:", "a}b"), lease_key("lock:", "a}b"));
+        assert_eq!(cluster_lease_key("lock:", "}"), "lock:{#}}#");
     }
 }

@@ -50,6 +50,7 @@ mod rt;
 mod token;
 mod validity;
 
+pub use backend::ClusterMode;
 pub use blocking::default_client_blocking;
 pub use builder::LockClientBuilder;
 pub use client::LockClient;

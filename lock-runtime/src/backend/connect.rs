@@ -37,6 +37,61 @@ fn open(url: &str, tls_root_certificate: Option<Vec<u8>>) -> redis::RedisResult<
     }
 }
 
+/// A `redis://` or `rediss://` URL taken apart, with one host or a seed list
+/// (`redis://[user:password@]h1:p1,h2:p2,h3:p3[/db]`), so that the same
+/// credentials and settings can address every node of a cluster.
+#[derive(Clone)]
+pub(crate) struct Endpoints {
+    scheme: String,
+    /// `user:password@` or empty.
+    userinfo: String,
+    hosts: Vec<String>,
+    /// `/db?query` or empty.
+    rest: String,
+}
+
+impl Endpoints {
+    /// `None` for other schemes (`redis+unix://`), which name one server.
+    pub(crate) fn parse(url: &str) -> Option<Endpoints> {
+        let (scheme, rest) = url.split_once("://")?;
+        if scheme != "redis" && scheme != "rediss" {
+            return None;
+        }
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(authority_end);
+        let (userinfo, hosts) = match authority.rsplit_once('@') {
+            Some((userinfo, hosts)) => (format!("{userinfo}@"), hosts),
+            None => (String::new(), authority),
+        };
+        Some(Endpoints {
+            scheme: scheme.to_owned(),
+            userinfo,
+            hosts: hosts.split(',').map(str::to_owned).collect(),
+            rest: tail.to_owned(),
+        })
+    }
+
+    /// More than one host: a cluster's seed list.
+    pub(crate) fn is_seed_list(&self) -> bool {
+        self.hosts.len() > 1
+    }
+
+    /// One URL per host given.
+    pub(crate) fn urls(&self) -> Vec<String> {
+        self.hosts.iter().map(|host| self.url_for(host)).collect()
+    }
+
+    /// The URL of `host` (`h:p`) with this URL's scheme, credentials and settings.
+    pub(crate) fn url_for(&self, host: &str) -> String {
+        format!("{}://{}{host}{}", self.scheme, self.userinfo, self.rest)
+    }
+
+    /// The hosts, for messages (no credentials).
+    pub(crate) fn shown(&self) -> String {
+        self.hosts.join(",")
+    }
+}
+
 /// The URL with any password replaced by `***`, for messages and `Debug`.
 pub(crate) fn redact_url(url: &str) -> String {
     if let Some((scheme, rest)) = url.split_once("://")
@@ -104,5 +159,34 @@ mod tests {
     fn passwords_are_redacted() {
         assert_eq!(redact_url("redis://u:secret@h:1/0"), "redis://u:***@h:1/0");
         assert_eq!(redact_url("redis://h:1"), "redis://h:1");
+        assert_eq!(
+            redact_url("redis://u:secret@h:1,g:2"),
+            "redis://u:***@h:1,g:2"
+        );
+    }
+
+    #[test]
+    fn a_seed_list_gives_one_url_per_node_with_the_same_credentials() {
+        let Some(seeds) = Endpoints::parse("rediss://u:p@h1:7000,h2:7001/0?protocol=resp3") else {
+            panic!("parses");
+        };
+        assert!(seeds.is_seed_list());
+        assert_eq!(
+            seeds.urls(),
+            [
+                "rediss://u:p@h1:7000/0?protocol=resp3",
+                "rediss://u:p@h2:7001/0?protocol=resp3"
+            ]
+        );
+        assert_eq!(seeds.shown(), "h1:7000,h2:7001");
+        assert_eq!(
+            seeds.url_for("h3:7002"),
+            "rediss://u:p@h3:7002/0?protocol=resp3"
+        );
+        let Some(one) = Endpoints::parse("redis://127.0.0.1:6379") else {
+            panic!("parses");
+        };
+        assert!(!one.is_seed_list());
+        assert!(Endpoints::parse("redis+unix:///tmp/redis.sock").is_none());
     }
 }

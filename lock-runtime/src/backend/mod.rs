@@ -5,8 +5,10 @@
 //! The engine (`crate::engine`) knows only [`Backend`]. Every topology runs the
 //! same scripts (`scripts.rs`, their formats typed in `protocol.rs`) and differs
 //! only in how a command reaches the node that owns its key ([`Commands`]) and
-//! where notices come from (`notices.rs`): one server today (`single.rs`).
+//! where notices come from (`notices.rs`): one server (`single.rs`) or a
+//! Redis Cluster (`cluster.rs`), told apart at connect.
 
+mod cluster;
 mod connect;
 mod contention;
 mod notices;
@@ -18,8 +20,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 
+use cluster::Cluster;
+use connect::Endpoints;
 pub(crate) use connect::redact_url;
 use contention::Contention;
 pub(crate) use notices::{Notices, Subscription};
@@ -27,7 +32,24 @@ pub(crate) use protocol::{Attempt, AttemptRequest, Handoff, NextTask, Released};
 use single::SingleServer;
 
 use crate::error::LockError;
+use crate::keys::{cluster_lease_key, hash_tag, lease_key};
 use crate::token::new_token;
+
+/// Whether a client talks to a Redis Cluster (see
+/// [`LockClientBuilder::cluster`](crate::LockClientBuilder::cluster)).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClusterMode {
+    /// A seed list (`redis://h1:p1,h2:p2`) is a cluster; one address is a
+    /// cluster if the server says so (`INFO cluster`) when the client connects.
+    #[default]
+    Detect,
+    /// The server must be a cluster node: connecting to a plain server fails.
+    Require,
+    /// Treat the server as a single server even if it is a cluster node (e.g.
+    /// behind a proxy that routes by key itself).
+    Forbid,
+}
 
 /// How to reach Redis: what a [`LockClientBuilder`](crate::LockClientBuilder) collects.
 #[derive(Clone)]
@@ -37,6 +59,16 @@ pub(crate) struct Settings {
     pub(crate) connect_timeout: Duration,
     pub(crate) response_timeout: Duration,
     pub(crate) tls_root_certificate: Option<Vec<u8>>,
+    pub(crate) cluster: ClusterMode,
+}
+
+impl Settings {
+    fn config_error(&self, subject: &str, reason: impl Into<String>) -> LockError {
+        LockError::Config {
+            subject: subject.to_owned(),
+            reason: reason.into(),
+        }
+    }
 }
 
 /// The command connection of one topology: each command goes to the node that
@@ -44,12 +76,14 @@ pub(crate) struct Settings {
 #[derive(Clone)]
 pub(crate) enum Commands {
     Single(ConnectionManager),
+    Cluster(ClusterConnection),
 }
 
 impl ConnectionLike for Commands {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Commands::Single(connection) => connection.req_packed_command(cmd),
+            Commands::Cluster(connection) => connection.req_packed_command(cmd),
         }
     }
 
@@ -61,12 +95,16 @@ impl ConnectionLike for Commands {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Commands::Single(connection) => connection.req_packed_commands(pipeline, offset, count),
+            Commands::Cluster(connection) => {
+                connection.req_packed_commands(pipeline, offset, count)
+            }
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
             Commands::Single(connection) => connection.get_db(),
+            Commands::Cluster(connection) => connection.get_db(),
         }
     }
 }
@@ -79,6 +117,11 @@ pub(crate) struct Backend {
 
 struct Inner {
     commands: Commands,
+    /// A Redis Cluster: keys are laid out so each lock's share a slot.
+    cluster: bool,
+    /// On a cluster, how long a release's receipt lasts (the cluster connection
+    /// may send a release twice; see `protocol::release`).
+    receipt_lifetime: Option<Duration>,
     server: String,
     prefix: String,
     notices: Arc<Notices>,
@@ -99,31 +142,99 @@ impl Backend {
     /// Connects as `settings` say, on the current tokio runtime; fails with a
     /// clear [`LockError`] within the connect timeout.
     pub(crate) async fn connect(settings: &Settings) -> Result<Backend, LockError> {
+        let endpoints = Endpoints::parse(&settings.url);
+        if let Some(seeds) = endpoints.as_ref().filter(|seeds| seeds.is_seed_list()) {
+            let server = seeds.shown();
+            if settings.cluster == ClusterMode::Forbid {
+                return Err(settings.config_error(
+                    &format!("Redis URL `{}`", redact_url(&settings.url)),
+                    "a list of servers is a Redis Cluster's seed list, but the client was told it is not a cluster; give one server's address",
+                ));
+            }
+            let runtime = runtime_for(&server, settings)?;
+            let cluster = Cluster::connect(seeds, settings).await?;
+            return Backend::made(
+                Commands::Cluster(cluster.commands),
+                cluster.nodes,
+                server,
+                settings,
+                runtime,
+            );
+        }
         let redis = connect::open_client(&settings.url, settings.tls_root_certificate.clone())?;
         let server = redis.get_connection_info().addr().to_string();
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| LockError::Config {
-            subject: format!("client for {server}"),
-            reason: "LockClient must be created inside a tokio runtime".to_owned(),
-        })?;
-        if settings.connect_timeout.is_zero() || settings.response_timeout.is_zero() {
-            return Err(LockError::Config {
-                subject: format!("client for {server}"),
-                reason: "connect and response timeouts must be > 0".to_owned(),
-            });
+        let runtime = runtime_for(&server, settings)?;
+        let cluster_node = single::probe(&redis, &server, settings).await?;
+        match (settings.cluster, cluster_node, endpoints) {
+            (ClusterMode::Require, false, _) => {
+                return Err(settings.config_error(
+                    &format!("client for {server}"),
+                    "the server is not a Redis Cluster node (INFO cluster: cluster_enabled:0), and the client was told to require one",
+                ));
+            }
+            (ClusterMode::Detect | ClusterMode::Require, true, Some(seed)) => {
+                tracing::debug!(%server, "the server is a cluster node: connecting to the cluster");
+                let cluster = Cluster::connect(&seed, settings).await?;
+                return Backend::made(
+                    Commands::Cluster(cluster.commands),
+                    cluster.nodes,
+                    server,
+                    settings,
+                    runtime,
+                );
+            }
+            (ClusterMode::Detect | ClusterMode::Require, true, None) => {
+                return Err(settings.config_error(
+                    &format!("client for {server}"),
+                    "the server is a Redis Cluster node, which is reached over TCP (redis:// or rediss://), not a unix socket",
+                ));
+            }
+            _ => {}
         }
         let single = SingleServer::connect(&redis, &server, settings).await?;
-        tracing::debug!(%server, prefix = %settings.prefix, "lock client connected");
+        Backend::made(
+            Commands::Single(single.commands),
+            vec![redis],
+            server,
+            settings,
+            runtime,
+        )
+    }
+
+    fn made(
+        commands: Commands,
+        notice_nodes: Vec<redis::Client>,
+        server: String,
+        settings: &Settings,
+        runtime: tokio::runtime::Handle,
+    ) -> Result<Backend, LockError> {
+        let cluster = matches!(commands, Commands::Cluster(_));
+        if cluster && hash_tag(&cluster_lease_key(&settings.prefix, "x")).is_none() {
+            return Err(settings.config_error(
+                &format!("client for {server}"),
+                format!(
+                    "the key prefix `{}` leaves lock keys without a hash tag on Redis Cluster (its braces enclose nothing), so a lock's keys would land in different slots; drop the braces",
+                    settings.prefix
+                ),
+            ));
+        }
+        tracing::debug!(%server, prefix = %settings.prefix, cluster, "lock client connected");
         // Where this client's waiters are told of handoffs: unique per client.
         let channel = format!("{}notices:{}", settings.prefix, new_token("notices")?);
         let notices = Arc::new(Notices::new(
-            redis,
+            notice_nodes,
             channel,
             settings.connect_timeout,
             runtime.clone(),
         ));
         Ok(Backend {
             inner: Arc::new(Inner {
-                commands: Commands::Single(single.commands),
+                commands,
+                cluster,
+                // Longer than the cluster connection can take to send a release
+                // again: each of its re-sends follows at most a response timeout.
+                receipt_lifetime: cluster
+                    .then(|| settings.response_timeout * (cluster::RETRIES + 2)),
                 server,
                 prefix: settings.prefix.clone(),
                 notices,
@@ -131,6 +242,15 @@ impl Backend {
                 runtime,
             }),
         })
+    }
+
+    /// The key that holds the lease of lock `name`.
+    pub(crate) fn lease_key(&self, name: &str) -> String {
+        if self.inner.cluster {
+            cluster_lease_key(&self.inner.prefix, name)
+        } else {
+            lease_key(&self.inner.prefix, name)
+        }
     }
 
     /// The server (`host:port` or socket path, no credentials).
@@ -171,6 +291,11 @@ impl Backend {
         let fencing = request.fence_lifetime_ms > 0;
         if request.number == 1 && !request.fair && !fencing && !self.recently_contended(request.key)
         {
+            // Not set: the lock is busy, or already holds this token (this very
+            // attempt ran before and its answer was lost, and a cluster
+            // connection sent it again; or a release handed it to us). The
+            // script tells which, and restarts a lease that is ours, so that
+            // it counts from this attempt.
             let set: Option<String> = request.plain_set().query_async(&mut connection).await?;
             if set.is_some() {
                 return Ok(Attempt::Acquired { fence: None });
@@ -210,7 +335,8 @@ impl Backend {
             notices,
             answered: false,
         };
-        let cmd = protocol::release(key, token, notices.channel(), next);
+        let receipt = self.inner.receipt_lifetime;
+        let cmd = protocol::release(key, token, notices.channel(), receipt, next);
         let coded = scripts::run(&scripts::RELEASE, &cmd, &mut connection).await?;
         reply.answered = true;
         let fenced_next = next.is_some_and(|(next, _)| next.fence_lifetime_ms > 0);
@@ -226,6 +352,23 @@ impl Backend {
         }
         Ok(released)
     }
+}
+
+/// The runtime a client is made on, with its settings checked.
+fn runtime_for(server: &str, settings: &Settings) -> Result<tokio::runtime::Handle, LockError> {
+    let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+        settings.config_error(
+            &format!("client for {server}"),
+            "LockClient must be created inside a tokio runtime",
+        )
+    })?;
+    if settings.connect_timeout.is_zero() || settings.response_timeout.is_zero() {
+        return Err(settings.config_error(
+            &format!("client for {server}"),
+            "connect and response timeouts must be > 0",
+        ));
+    }
+    Ok(runtime)
 }
 
 /// Armed while a release's reply is outstanding; dropped unanswered, wakes the

@@ -20,7 +20,7 @@
 //! (its next attempt finds the lock is its own).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
@@ -69,7 +69,12 @@ fn deliver(signal: &watch::Sender<Woken>, notice: Notice) {
 }
 
 pub(crate) struct Notices {
-    redis: redis::Client,
+    /// The servers the notice connection may be made to: the one server, or
+    /// every node of a cluster (each gets every notice).
+    nodes: Vec<redis::Client>,
+    /// The node to try first when (re)connecting: the last one that worked, or
+    /// the one after the last that failed.
+    next_node: AtomicUsize,
     /// This client's notice channel.
     channel: String,
     connect_timeout: Duration,
@@ -116,15 +121,16 @@ fn lock_registry(
 }
 
 impl Notices {
-    /// Notices for a client whose channel is `channel`.
+    /// Notices for a client whose channel is `channel`, from any of `nodes`.
     pub(crate) fn new(
-        redis: redis::Client,
+        nodes: Vec<redis::Client>,
         channel: String,
         connect_timeout: Duration,
         runtime: tokio::runtime::Handle,
     ) -> Self {
         Notices {
-            redis,
+            nodes,
+            next_node: AtomicUsize::new(0),
             channel,
             connect_timeout,
             runtime,
@@ -223,8 +229,37 @@ impl Notices {
         }
     }
 
+    /// Makes the notice connection to the first node that accepts it, starting
+    /// with the one that worked last.
     async fn connect(self: &Arc<Self>) -> redis::RedisResult<MultiplexedConnection> {
-        let info = self.redis.get_connection_info().clone();
+        let first = self.next_node.load(Ordering::Relaxed);
+        let mut failure = redis::RedisError::from((
+            redis::ErrorKind::InvalidClientConfig,
+            "no server to receive notices from",
+        ));
+        for step in 0..self.nodes.len() {
+            let index = (first + step) % self.nodes.len();
+            match self.connect_to(&self.nodes[index]).await {
+                Ok(connection) => {
+                    self.next_node.store(index, Ordering::Relaxed);
+                    return Ok(connection);
+                }
+                Err(error) => {
+                    tracing::debug!(%error, node = index, "notice connection failed; trying the next node");
+                    failure = error;
+                }
+            }
+        }
+        self.next_node
+            .store(first.wrapping_add(1), Ordering::Relaxed);
+        Err(failure)
+    }
+
+    async fn connect_to(
+        self: &Arc<Self>,
+        node: &redis::Client,
+    ) -> redis::RedisResult<MultiplexedConnection> {
+        let info = node.get_connection_info().clone();
         let settings = info
             .redis_settings()
             .clone()

@@ -114,14 +114,27 @@ pub(crate) struct NextTask {
 
 /// The release script call for `token`; `next`: the next task in line, and
 /// whether it takes the lock ahead of the queue.
+///
+/// `receipt`: leave a receipt of the release (the key `<key>:released` holding
+/// the token) for this long, so that the same release sent again (a cluster
+/// connection re-sends a command whose answer a dropped connection lost) is
+/// answered as done, not as a lease that was no longer ours.
 pub(crate) fn release(
     key: &str,
     token: &str,
     channel: &str,
+    receipt: Option<Duration>,
     next: Option<(&NextTask, bool)>,
 ) -> redis::Cmd {
-    let mut cmd = scripts::evalsha(&scripts::RELEASE, 4);
-    lock_keys(&mut cmd, key).arg(token).arg(channel);
+    let mut cmd = scripts::evalsha(&scripts::RELEASE, if receipt.is_some() { 5 } else { 4 });
+    lock_keys(&mut cmd, key);
+    if receipt.is_some() {
+        let mut receipt_key = String::with_capacity(key.len() + ":released".len());
+        receipt_key.push_str(key);
+        receipt_key.push_str(":released");
+        cmd.arg(receipt_key);
+    }
+    cmd.arg(token).arg(channel).arg(receipt.map_or(0, millis));
     if let Some((next, keep)) = next {
         cmd.arg(&next.token)
             .arg(next.ttl_ms)

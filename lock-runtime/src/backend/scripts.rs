@@ -121,17 +121,18 @@ return 0
 
 /// Release with direct handoff, or leave the wait queue; either mode.
 ///
-/// KEYS as [`ACQUIRE`]; ARGV\[1\] token, ARGV\[2\] the releasing client's notice
-/// channel; optionally ARGV\[3\] the token of the releasing client's next task in
-/// line for the lock (see `local`), ARGV\[4\] its ttl in ms, ARGV\[5\] its fence
-/// key lifetime in ms (`0`: no fencing token) and ARGV\[6\] `1` if that task takes
-/// the lock ahead of the queue (its client's streak of such handoffs is short),
-/// else `0`. Notices go to each waiter's own client's channel, recorded with its
+/// KEYS as [`ACQUIRE`], and KEYS\[5\] the receipt key when ARGV\[3\] is not
+/// `0`; ARGV\[1\] token, ARGV\[2\] the releasing client's notice channel,
+/// ARGV\[3\] how long the receipt lasts in ms (`0`: none); optionally ARGV\[4\]
+/// the token of the releasing client's next task in line for the lock (see
+/// `line`), ARGV\[5\] its ttl in ms, ARGV\[6\] its fence key lifetime in ms
+/// (`0`: no fencing token) and ARGV\[7\] `1` if that task takes the lock ahead of
+/// the queue (its client's streak of such handoffs is short), else `0`. Notices go to each waiter's own client's channel, recorded with its
 /// place in the queue; those for the releasing client itself are not published but
 /// returned, for it to deliver in-process (a handoff between two tasks of one
 /// process costs no message).
 ///
-/// When the key holds the token and ARGV\[6\] is `1`: the key now holds ARGV\[3\]
+/// When the key holds the token and ARGV\[7\] is `1`: the key now holds ARGV\[4\]
 /// (as below), whoever is queued. Otherwise, when the key holds the token: hands
 /// the lock to the first live queued waiter
 /// (the key now holds that waiter's token for the waiter's ttl, with a fresh
@@ -143,9 +144,14 @@ return 0
 /// be dead, it never releases); a longer lease needs no message, as the waiter
 /// re-checks before its place lapses and then wakes when the holder's remaining
 /// lease ends. Returns `{2, local notices}`. When no live waiter is queued: with
-/// ARGV\[3\], the key now holds that token for its ttl (with a fresh fencing
+/// ARGV\[4\], the key now holds that token for its ttl (with a fresh fencing
 /// token if asked) and the result is `{3, {fence}}` (`3` without fencing);
 /// else the key is deleted and the result is `1`.
+///
+/// Each of these leaves the receipt, if asked: KEYS\[5\] holds the token for
+/// ARGV\[3\] ms. When the key does not hold the token but the receipt does, this
+/// release ran before (a cluster connection sent it again): the result is `1`,
+/// and nothing is touched.
 ///
 /// Otherwise (the token is a waiter giving up, or a lease already lost) the token
 /// leaves the queue and no lock is touched; if the lock is free, the next waiter
@@ -168,11 +174,14 @@ pub(crate) static RELEASE: LazyLock<redis::Script> = LazyLock::new(|| {
 -- this client waits to take it.
 local owner = redis.call('GET', KEYS[1])
 local queued
-if owner == ARGV[1] and ARGV[6] ~= '1' then
+if owner == ARGV[1] and ARGV[7] ~= '1' then
   -- The first two waiters, if any (read once: the handoff below uses them).
   queued = redis.call('ZRANGE', KEYS[3], 0, 1)
-  if not queued[1] and not ARGV[3] then
+  if not queued[1] and not ARGV[4] then
     redis.call('DEL', KEYS[1])
+    if ARGV[3] ~= '0' then
+      redis.call('SET', KEYS[5], ARGV[1], 'PX', ARGV[3])
+    end
     return 1
   end
 end
@@ -194,7 +203,16 @@ local function reply(code)
   end
   return code
 end
+local function receipt()
+  if ARGV[3] ~= '0' then
+    redis.call('SET', KEYS[5], ARGV[1], 'PX', ARGV[3])
+  end
+end
 if owner ~= ARGV[1] then
+  if ARGV[3] ~= '0' and redis.call('GET', KEYS[5]) == ARGV[1] then
+    -- This release ran before, and its answer was lost.
+    return 1
+  end
   leave(ARGV[1])
   if not owner then
     local next, _, _, _, channel = first_live()
@@ -207,14 +225,15 @@ end
 local function take_for_next_task()
   -- The releasing client's next task takes it, answered in the reply (it waits
   -- in process, not in the queue).
-  redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
-  local _, fenced = fence(ARGV[5])
+  redis.call('SET', KEYS[1], ARGV[4], 'PX', ARGV[5])
+  receipt()
+  local _, fenced = fence(ARGV[6])
   if fenced == '0' then
     return 3
   end
   return {3, {fenced}}
 end
-if ARGV[6] == '1' then
+if ARGV[7] == '1' then
   return take_for_next_task()
 end
 local next, ttl, attempt, life, channel
@@ -233,6 +252,7 @@ end
 if next then
   leave(next)
   redis.call('SET', KEYS[1], next, 'PX', ttl)
+  receipt()
   local _, fenced = fence(life)
   notify(channel, next .. ':' .. attempt .. ':' .. fenced)
   -- The waiter now first in line re-checks before its place lapses; if the
@@ -252,10 +272,11 @@ if next then
   end
   return reply(2)
 end
-if ARGV[3] then
+if ARGV[4] then
   return take_for_next_task()
 end
 redis.call('DEL', KEYS[1])
+receipt()
 return 1
 "
     ))

@@ -20,7 +20,7 @@ use super::pending::UnsettledToken;
 use crate::backend::{Attempt, AttemptRequest, Backend, Subscription};
 use crate::backoff::Backoff;
 use crate::error::LockError;
-use crate::keys::{lease_key, validate_name};
+use crate::keys::validate_name;
 use crate::options::{LockOptions, Wait};
 use crate::validity::{FOREVER, after, fresh, millis, valid_until};
 
@@ -61,7 +61,7 @@ pub(crate) async fn acquire(
         subject: format!("lock `{name}`"),
         reason: "acquire must run inside a tokio runtime".to_owned(),
     })?;
-    let key = lease_key(backend.prefix(), name);
+    let key = backend.lease_key(name);
     let token = UnsettledToken::new(backend, &key, name)?;
     let started = Instant::now();
     // `None`: try once. A wait too long to represent is the same as forever.

@@ -1,0 +1,357 @@
+//! lock-runtime on a Redis Cluster of real `redis-server` processes: one
+//! cluster per test function (its nodes are stopped when the test ends, also
+//! when it fails), shared by the scenarios that do not disturb it.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::future::Future;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use lock_runtime::{ClusterMode, LockClient, LockError, LockOptions, Wait};
+use tests::{RedisCluster, RedisServer};
+use tokio::time::Instant;
+
+/// Runs `scenario`, reporting its name if it fails.
+async fn scenario(name: &str, scenario: impl Future<Output = ()>) {
+    let started = Instant::now();
+    scenario.await;
+    eprintln!("cluster scenario `{name}`: ok in {:?}", started.elapsed());
+}
+
+/// 16 lock names whose keys land on all three primaries, some with braces.
+fn spread_names(cluster: &RedisCluster, locks: &LockClient) -> Vec<String> {
+    let mut names: Vec<String> = (0..13).map(|i| format!("spread:{i}")).collect();
+    names.extend(["}brace".to_owned(), "a{b}c".to_owned(), "{}".to_owned()]);
+    let slots = names.iter().map(|name| cluster.slot(&locks.key_for(name)));
+    assert_eq!(
+        cluster.primaries_of(slots).len(),
+        3,
+        "names on every primary"
+    );
+    names
+}
+
+/// Every notice channel subscribed on any node of the cluster.
+fn notice_channels(cluster: &RedisCluster) -> usize {
+    cluster
+        .nodes()
+        .iter()
+        .map(|node| {
+            let channels: Vec<String> = redis::cmd("PUBSUB")
+                .arg("CHANNELS")
+                .arg("lock:notices:*")
+                .query(&mut node.connection())
+                .unwrap();
+            channels.len()
+        })
+        .sum()
+}
+
+/// One cluster, scenarios that leave it as they found it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_one_cluster() {
+    let cluster = RedisCluster::start(3, 0);
+    let counters = RedisServer::start();
+    scenario("detected from one node", detected_from_one_node(&cluster)).await;
+    scenario("seed list and modes", seed_list_and_modes(&cluster)).await;
+    scenario(
+        "braces keep a lock in one slot",
+        braces_keep_a_lock_in_one_slot(&cluster),
+    )
+    .await;
+    scenario(
+        "woken across nodes",
+        a_waiter_is_woken_by_a_release_on_another_node(&cluster),
+    )
+    .await;
+    scenario(
+        "re-sent scripts leave nothing behind",
+        resent_scripts_leave_nothing_behind(&cluster),
+    )
+    .await;
+    scenario(
+        "exclusion over 4 processes",
+        exclusion_over_four_processes(&cluster, &counters),
+    )
+    .await;
+}
+
+/// Given one node's address, the client finds the cluster and takes locks
+/// whose keys live on every primary, not only on the node it was given.
+async fn detected_from_one_node(cluster: &RedisCluster) {
+    let locks = LockClient::connect(&cluster.url())
+        .await
+        .expect("connect to one node");
+    let options = LockOptions::new(Duration::from_secs(5)).fencing(true);
+    for name in spread_names(cluster, &locks) {
+        let guard = locks
+            .acquire(&name, &options)
+            .await
+            .expect("acquire on any primary");
+        assert!(guard.fencing_token().is_some());
+        let key = locks.key_for(&name);
+        let primary = cluster.primary_of(cluster.slot(&key));
+        let held: Option<String> = redis::cmd("GET")
+            .arg(&key)
+            .query(&mut primary.connection())
+            .unwrap();
+        assert!(held.is_some(), "{name}: the lease is on its slot's primary");
+        guard.release().await.expect("release");
+        let held: Option<String> = redis::cmd("GET")
+            .arg(&key)
+            .query(&mut primary.connection())
+            .unwrap();
+        assert_eq!(held, None, "{name}: released");
+    }
+}
+
+async fn seed_list_and_modes(cluster: &RedisCluster) {
+    let locks = LockClient::connect(&cluster.seed_list_url())
+        .await
+        .expect("connect with a seed list");
+    locks
+        .run("seeded", &LockOptions::new(Duration::from_secs(5)), async {
+        })
+        .await
+        .expect("a lock through the seed list");
+    let error = LockClient::builder(cluster.seed_list_url())
+        .cluster(ClusterMode::Forbid)
+        .connect()
+        .await
+        .expect_err("a seed list is a cluster");
+    assert!(matches!(error, LockError::Config { .. }), "{error}");
+    let plain = RedisServer::start();
+    let error = LockClient::builder(plain.url())
+        .cluster(ClusterMode::Require)
+        .connect()
+        .await
+        .expect_err("a plain server is not a cluster");
+    assert!(
+        error.to_string().contains("not a Redis Cluster node"),
+        "{error}"
+    );
+}
+
+/// A name starting with `}` would give its lease key an empty hash tag (and
+/// its fence and queue keys other slots): on a cluster it gets a tag of its
+/// own, and fencing and queueing, whose scripts touch all the lock's keys, work.
+async fn braces_keep_a_lock_in_one_slot(cluster: &RedisCluster) {
+    let holder = LockClient::connect(&cluster.url()).await.unwrap();
+    let waiter = LockClient::connect(&cluster.url()).await.unwrap();
+    for name in ["}", "}x{y}", "{}", "a}"] {
+        let key = holder.key_for(name);
+        let slot = cluster.slot(&key);
+        for suffix in [":fence", ":queue", ":waiters"] {
+            assert_eq!(
+                cluster.slot(&format!("{key}{suffix}")),
+                slot,
+                "{name:?}{suffix}"
+            );
+        }
+        let options = LockOptions::new(Duration::from_secs(5)).fencing(true);
+        let first = holder
+            .acquire(name, &options)
+            .await
+            .expect("fenced acquire");
+        let waiting = {
+            let (waiter, name, options) = (waiter.clone(), name.to_owned(), options.clone());
+            tokio::spawn(async move {
+                let guard = waiter
+                    .acquire(&name, &options.wait(Wait::For(Duration::from_secs(10))))
+                    .await?;
+                let fence = guard.fencing_token();
+                guard.release().await?;
+                Ok::<_, LockError>(fence)
+            })
+        };
+        let fence = first.fencing_token();
+        first.release().await.unwrap();
+        let next = waiting
+            .await
+            .unwrap()
+            .expect("the waiter is handed the lock");
+        assert!(
+            next > fence,
+            "{name:?}: fencing tokens rise ({next:?} > {fence:?})"
+        );
+    }
+}
+
+/// The waiter's notice connection is on one node, the lock's primary another:
+/// the release's notice still reaches it, long before its next poll (5 s).
+async fn a_waiter_is_woken_by_a_release_on_another_node(cluster: &RedisCluster) {
+    let holder = LockClient::connect(&cluster.url()).await.unwrap();
+    let waiter = LockClient::connect(&cluster.url()).await.unwrap();
+    let names = spread_names(cluster, &holder);
+    let options = LockOptions::new(Duration::from_secs(30));
+    let mut guards = Vec::new();
+    for name in &names[..3] {
+        guards.push(holder.acquire(name, &options).await.unwrap());
+    }
+    let mut waits = Vec::new();
+    for name in &names[..3] {
+        let (waiter, name, options) = (waiter.clone(), name.clone(), options.clone());
+        waits.push(tokio::spawn(async move {
+            let guard = waiter
+                .acquire(&name, &options.wait(Wait::For(Duration::from_secs(20))))
+                .await?;
+            let acquired = Instant::now();
+            guard.release().await?;
+            Ok::<_, LockError>(acquired)
+        }));
+    }
+    // Every waiter queued, and past its first wake-up: the next can only be
+    // a release's notice or a poll seconds away.
+    for name in &names[..3] {
+        let queue = format!("{}:queue", holder.key_for(name));
+        let primary = cluster.primary_of(cluster.slot(&queue));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let queued: usize = redis::cmd("ZCARD")
+                .arg(&queue)
+                .query(&mut primary.connection())
+                .unwrap();
+            if queued == 1 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{name}: the waiter never queued");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while notice_channels(cluster) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the waiter's notice channel never subscribed"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for (guard, wait) in guards.into_iter().zip(waits) {
+        let released = Instant::now();
+        guard.release().await.unwrap();
+        let acquired = wait.await.unwrap().expect("the waiter gets the lock");
+        assert!(
+            acquired - released < Duration::from_millis(2_000),
+            "woken by the notice, not a poll: {:?}",
+            acquired - released
+        );
+    }
+}
+
+/// 4 processes of 16 tasks each, given one node's address, do non-atomic
+/// increments under 16 locks spread over all primaries: every counter exact.
+async fn exclusion_over_four_processes(cluster: &RedisCluster, counters: &RedisServer) {
+    let locks = LockClient::connect(&cluster.url()).await.unwrap();
+    let names = spread_names(cluster, &locks);
+    let rounds = 40;
+    let mut children = Vec::new();
+    for _ in 0..4 {
+        children.push(
+            Command::new(env!("CARGO_BIN_EXE_locked_increments"))
+                .arg(cluster.url())
+                .arg(counters.url())
+                .args(["16", &rounds.to_string()])
+                .args(&names)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start a worker process"),
+        );
+    }
+    let outputs = tokio::task::spawn_blocking(move || {
+        children
+            .into_iter()
+            .map(|child| child.wait_with_output().expect("worker process"))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    for output in outputs {
+        assert!(
+            output.status.success(),
+            "a worker failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    // Each task's rounds walk the names in turn from its own start.
+    let mut expected = vec![0i64; names.len()];
+    for task in 0..16 {
+        for round in 0..rounds {
+            expected[(task + round) % names.len()] += 4;
+        }
+    }
+    for (name, expected) in names.iter().zip(expected) {
+        let counted: Option<i64> = redis::cmd("GET")
+            .arg(format!("counter:{name}"))
+            .query(&mut counters.connection())
+            .unwrap();
+        assert_eq!(counted, Some(expected), "{name}: lost updates");
+    }
+}
+
+/// The cluster connection sends a command again when its answer does not come
+/// in time. Here the lock's primary is paused past the response timeout while
+/// an acquire, then a release, are in flight, so each runs twice once it
+/// resumes. Whatever each call reports, nothing is left held: the lock is free
+/// soon after, and taken again at once.
+async fn resent_scripts_leave_nothing_behind(cluster: &RedisCluster) {
+    let locks = LockClient::builder(cluster.url())
+        .response_timeout(Duration::from_millis(300))
+        .connect()
+        .await
+        .unwrap();
+    let name = "resent";
+    let key = locks.key_for(name);
+    let primary = cluster.primary_of(cluster.slot(&key));
+    let options = LockOptions::new(Duration::from_secs(30)).wait(Wait::TryOnce);
+    let held = || -> Option<String> {
+        redis::cmd("GET")
+            .arg(&key)
+            .query(&mut primary.connection())
+            .unwrap()
+    };
+
+    let sets = primary.command_calls("set");
+    primary.pause();
+    let acquire = {
+        let (locks, options) = (locks.clone(), options.clone());
+        tokio::spawn(async move { locks.acquire(name, &options).await })
+    };
+    // Past the response timeout, so the connection sends it again (a fault
+    // injected by the clock: nothing can be observed while the server sleeps).
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    primary.resume();
+    let acquired = acquire.await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    match acquired {
+        Ok(guard) => {
+            assert!(held().is_some());
+            let scripts = primary.script_calls();
+            primary.pause();
+            let release = tokio::spawn(async move { guard.release().await });
+            tokio::time::sleep(Duration::from_millis(450)).await;
+            primary.resume();
+            let released = release.await.unwrap();
+            assert!(
+                !matches!(released, Err(LockError::Lost { .. })),
+                "a release sent twice is not a lost lease: {released:?}"
+            );
+            assert!(primary.script_calls() > scripts, "the release ran");
+        }
+        Err(error) => {
+            assert!(matches!(error, LockError::Redis { .. }), "{error}");
+            assert!(
+                primary.command_calls("set") >= sets + 2,
+                "the SET reached the server twice or more"
+            );
+        }
+    }
+    // Cut-short requests are cleaned up in the background.
+    while held().is_some() {
+        assert!(Instant::now() < deadline, "the lock was left held");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let again = locks.acquire(name, &options).await.expect("free again");
+    again.release().await.unwrap();
+}
