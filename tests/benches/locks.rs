@@ -7,7 +7,7 @@
 //! BENCH_PIN=1 cargo bench -p tests --bench locks      # server on core 0, clients on core 1
 //! BENCH_QUICK=1 cargo bench -p tests --bench locks    # fewer, shorter reps
 //! BENCH_REPS=15 cargo bench ...                        # more repetitions (each part)
-//! BENCH_ONLY=contended cargo bench ...                 # parts: uncontended, contended, scale
+//! BENCH_ONLY=contended cargo bench ...                 # parts: uncontended, contended, scale, cluster
 //! BENCH_REDIS_URL=redis://host:6379 cargo bench ...   # an existing server (keys bench:*)
 //! BENCH_ONLY=none BENCH_SOLO=ours:16 cargo bench ...   # one contender alone, to profile
 //! BENCH_FLOOR_BURN=18:18 ...                          # extra server work in the floor's scripts
@@ -21,6 +21,17 @@ use std::time::Duration;
 
 use lock_runtime::{LockClient, LockError, LockOptions, redis_locked};
 use tokio::time::Instant;
+
+/// Times `ops` runs of an async block, in µs per run.
+macro_rules! per_op {
+    ($ops:expr, $body:expr) => {{
+        let started = Instant::now();
+        for _ in 0..$ops {
+            $body;
+        }
+        started.elapsed().as_secs_f64() * 1e6 / $ops as f64
+    }};
+}
 
 /// Counts live heap bytes, to state the memory one held lock costs.
 struct CountingAllocator;
@@ -617,17 +628,160 @@ async fn run(pin: bool) {
         crowd(&config, false).await;
         crowd(&config, true).await;
     }
+    if part("cluster") {
+        cluster(&config, pin).await;
+    }
 }
 
-/// Times `ops` runs of an async block, in µs per run.
-macro_rules! per_op {
-    ($ops:expr, $body:expr) => {{
-        let started = Instant::now();
-        for _ in 0..$ops {
-            $body;
+/// The same lock operations on a local 3-master Redis Cluster and on the single
+/// server, within each repetition: uncontended acquire+release ÷ 2 round trips
+/// (to the lock's primary, and to the single server), one lock contended by 16
+/// workers (each its own client), and 16 tasks of one client on 16 locks spread
+/// over the primaries. With `BENCH_PIN`, the three primaries share core 0 with
+/// the single server: a cluster's throughput cannot scale past that one core
+/// here, so the last table shows what the cluster costs, not what it gains.
+async fn cluster(config: &Config, pin: bool) {
+    let nodes = tests::RedisCluster::start_pinned(3, 0, pin.then_some(0));
+    let cluster_url = nodes.url();
+    let single = LockClient::connect(&config.url).await.unwrap();
+    let clustered = LockClient::connect(&cluster_url).await.unwrap();
+    let options = LockOptions::new(Duration::from_secs(30));
+    let name = "bench:cluster";
+    let primary = nodes.primary_of(nodes.slot(&clustered.key_for(name)));
+    let mut to_primary = data_connection(&primary.url()).await;
+    let mut to_single = data_connection(&config.url).await;
+    let spread: Vec<String> = (0..16).map(|i| format!("bench:spread:{i}")).collect();
+    let on_primaries = nodes
+        .primaries_of(
+            spread
+                .iter()
+                .map(|name| nodes.slot(&clustered.key_for(name))),
+        )
+        .len();
+    let (mut ratio_single, mut ratio_cluster, mut over) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut contended_single, mut contended_cluster) = (Vec::new(), Vec::new());
+    let (mut spread_single, mut spread_cluster) = (Vec::new(), Vec::new());
+    for rep in 0..=config.reps {
+        let ops = if rep == 0 {
+            config.ops / 10
+        } else {
+            config.ops
+        };
+        let ping_single = per_op!(ops, {
+            let _: String = redis::cmd("PING")
+                .query_async(&mut to_single)
+                .await
+                .unwrap();
+        });
+        let cycle_single = per_op!(ops, {
+            let guard = single.acquire(name, &options).await.unwrap();
+            guard.release().await.unwrap();
+        });
+        let ping_primary = per_op!(ops, {
+            let _: String = redis::cmd("PING")
+                .query_async(&mut to_primary)
+                .await
+                .unwrap();
+        });
+        let cycle_cluster = per_op!(ops, {
+            let guard = clustered.acquire(name, &options).await.unwrap();
+            guard.release().await.unwrap();
+        });
+        let contended_on = |url: String| {
+            let options = options.clone();
+            async move { Ours(LockClient::connect(&url).await.unwrap(), options) }
+        };
+        let single_run = contended(config, 16, "cluster-single", |_| {
+            contended_on(config.url.clone())
+        })
+        .await;
+        let cluster_run =
+            contended(config, 16, "cluster", |_| contended_on(cluster_url.clone())).await;
+        let spread_single_run = independent(config, &single, &spread).await;
+        let spread_cluster_run = independent(config, &clustered, &spread).await;
+        if rep > 0 {
+            let (single_ratio, cluster_ratio) = (
+                cycle_single / (2.0 * ping_single),
+                cycle_cluster / (2.0 * ping_primary),
+            );
+            ratio_single.push(single_ratio);
+            ratio_cluster.push(cluster_ratio);
+            over.push(cluster_ratio / single_ratio);
+            assert_eq!(
+                single_run.lost_updates + cluster_run.lost_updates,
+                0,
+                "lost updates"
+            );
+            contended_single.push(single_run.per_second);
+            contended_cluster.push(cluster_run.per_second);
+            spread_single.push(spread_single_run);
+            spread_cluster.push(spread_cluster_run);
         }
-        started.elapsed().as_secs_f64() * 1e6 / $ops as f64
-    }};
+    }
+    let ratios: Vec<f64> = contended_cluster
+        .iter()
+        .zip(&contended_single)
+        .map(|(c, s)| c / s)
+        .collect();
+    let spread_ratios: Vec<f64> = spread_cluster
+        .iter()
+        .zip(&spread_single)
+        .map(|(c, s)| c / s)
+        .collect();
+    println!(
+        "| Redis Cluster (3 primaries) vs one server | one server | cluster | cluster ÷ one server |"
+    );
+    println!("| --- | ---: | ---: | ---: |");
+    println!(
+        "| uncontended acquire+release ÷ 2 round trips | {:.3} | {:.3} | {:.3} |",
+        median(&mut ratio_single),
+        median(&mut ratio_cluster),
+        median(&mut over)
+    );
+    println!(
+        "| one lock, 16 workers: acquisitions/s | {:.0} | {:.0} | {:.2} |",
+        median(&mut contended_single),
+        median(&mut contended_cluster),
+        median(&mut ratios.clone())
+    );
+    println!(
+        "| 16 locks ({on_primaries} primaries), 16 tasks of one client: acquisitions/s | {:.0} | {:.0} | {:.2} |\n",
+        median(&mut spread_single),
+        median(&mut spread_cluster),
+        median(&mut spread_ratios.clone())
+    );
+}
+
+/// Tasks of one client, each on its own lock, acquiring and releasing in a loop
+/// for the contended run's length: acquisitions per second in all.
+async fn independent(config: &Config, locks: &LockClient, names: &[String]) -> f64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let options = LockOptions::new(Duration::from_secs(30));
+    let mut tasks = Vec::new();
+    for name in names {
+        let (locks, options, name, stop) = (
+            locks.clone(),
+            options.clone(),
+            name.clone(),
+            Arc::clone(&stop),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut count = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let guard = locks.acquire(&name, &options).await.unwrap();
+                guard.release().await.unwrap();
+                count += 1;
+            }
+            count
+        }));
+    }
+    tokio::time::sleep(config.contended_for).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.unwrap();
+    }
+    total as f64 / config.contended_for.as_secs_f64()
 }
 
 /// The floor (one round trip on the same client stack), the least any

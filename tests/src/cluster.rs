@@ -18,6 +18,12 @@ impl RedisCluster {
     /// Starts `masters` primaries (3 at least) with `replicas` replicas each, and
     /// waits until every node reports the cluster ok with all slots served.
     pub fn start(masters: usize, replicas: usize) -> RedisCluster {
+        RedisCluster::start_pinned(masters, replicas, None)
+    }
+
+    /// As [`start`](Self::start), every node on CPU core `pin_core` if given
+    /// (for benchmarks).
+    pub fn start_pinned(masters: usize, replicas: usize, pin_core: Option<u32>) -> RedisCluster {
         assert!(masters >= 3, "redis-cli --cluster create needs 3 masters");
         let count = masters * (1 + replicas);
         let nodes: Vec<RedisServer> = (0..count)
@@ -34,6 +40,7 @@ impl RedisCluster {
                         "--cluster-replica-validity-factor",
                         "0",
                     ],
+                    pin_core,
                 )
             })
             .collect();

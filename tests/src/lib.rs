@@ -38,12 +38,7 @@ impl RedisServer {
     /// Starts a server pinned to one CPU core with `taskset` (for benchmarks; falls
     /// back to unpinned where `taskset` is missing).
     pub fn start_pinned(core: u32) -> RedisServer {
-        let has_taskset = Command::new("taskset")
-            .arg("-V")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|status| status.success());
+        let has_taskset = has_taskset();
         let dir = tempfile::tempdir().expect("temp dir for redis-server");
         let mut server = RedisServer {
             child: None,
@@ -79,9 +74,10 @@ impl RedisServer {
         server
     }
 
-    /// Starts a server on `port` with extra command-line settings; panics if it
-    /// does not start (e.g. the port was taken meanwhile).
-    pub fn start_on(port: u16, args: &[&str]) -> RedisServer {
+    /// Starts a server on `port` with extra command-line settings (on one CPU
+    /// core with `pin_core`, where `taskset` exists); panics if it does not
+    /// start (e.g. the port was taken meanwhile).
+    pub fn start_on(port: u16, args: &[&str], pin_core: Option<u32>) -> RedisServer {
         let dir = tempfile::tempdir().expect("temp dir for redis-server");
         let mut server = RedisServer {
             child: None,
@@ -89,7 +85,7 @@ impl RedisServer {
             socket: None,
             extra_args: args.iter().map(|a| (*a).to_owned()).collect(),
             tls_ca: None,
-            pin_core: None,
+            pin_core: pin_core.filter(|_| has_taskset()),
             dir,
         };
         assert!(server.spawn(), "redis-server did not start on port {port}");
@@ -381,6 +377,16 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Whether `taskset` (util-linux) is there to pin a server to a core.
+fn has_taskset() -> bool {
+    Command::new("taskset")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
 }
 
 /// True if something answers PING at `url` (an auth error counts: it is up).
