@@ -135,41 +135,135 @@ impl RedisCluster {
     }
 
     fn primary_port_of(&self, slot: u16) -> u16 {
+        self.slot_ranges()
+            .into_iter()
+            .find(|(start, end, _)| (*start..=*end).contains(&slot))
+            .map(|(_, _, port)| port)
+            .unwrap_or_else(|| panic!("no primary serves slot {slot}"))
+    }
+
+    /// `CLUSTER SLOTS` as (first slot, last slot, primary's port).
+    fn slot_ranges(&self) -> Vec<(u16, u16, u16)> {
         // [[start, end, [host, port, id], replicas…], …]
-        let ranges: Vec<redis::Value> = redis::cmd("CLUSTER")
+        let ranges: Vec<Vec<redis::Value>> = redis::cmd("CLUSTER")
             .arg("SLOTS")
             .query(&mut self.nodes[0].connection())
             .expect("CLUSTER SLOTS");
-        for range in ranges {
-            let (start, end, primary): (u16, u16, (String, u16)) = match range {
-                redis::Value::Array(items) if items.len() >= 3 => {
-                    let mut items = items.into_iter();
-                    let start = redis::from_redis_value(items.next().expect("start"))
-                        .expect("slot range start");
-                    let end = redis::from_redis_value(items.next().expect("end"))
-                        .expect("slot range end");
+        ranges
+            .into_iter()
+            .map(|range| {
+                let mut items = range.into_iter();
+                let mut next = || items.next().expect("a CLUSTER SLOTS field");
+                let start: u16 = redis::from_redis_value(next()).expect("slot range start");
+                let end: u16 = redis::from_redis_value(next()).expect("slot range end");
+                let (_host, port): (String, u16) = {
                     let node: Vec<redis::Value> =
-                        redis::from_redis_value(items.next().expect("primary"))
-                            .expect("the range's primary");
+                        redis::from_redis_value(next()).expect("the range's primary");
                     let mut node = node.into_iter();
-                    let host = redis::from_redis_value(node.next().expect("host")).expect("host");
-                    let port = redis::from_redis_value(node.next().expect("port")).expect("port");
-                    (start, end, (host, port))
-                }
-                other => panic!("unexpected CLUSTER SLOTS entry: {other:?}"),
-            };
-            if (start..=end).contains(&slot) {
-                return primary.1;
+                    (
+                        redis::from_redis_value(node.next().expect("host")).expect("host"),
+                        redis::from_redis_value(node.next().expect("port")).expect("port"),
+                    )
+                };
+                (start, end, port)
+            })
+            .collect()
+    }
+
+    /// Moves `slot` to the primary `to` as `redis-cli --cluster reshard` does
+    /// (IMPORTING on the target, MIGRATING on the source, `MIGRATE` of each key,
+    /// then the new owner announced to every primary), pausing `between` after
+    /// each key so that clients meet the slot half moved.
+    pub fn migrate_slot(&self, slot: u16, to: &RedisServer, between: Duration) {
+        let from = self.primary_of(slot);
+        assert_ne!(from.port(), to.port(), "the slot is there already");
+        let id = |node: &RedisServer| -> String {
+            redis::cmd("CLUSTER")
+                .arg("MYID")
+                .query(&mut node.connection())
+                .expect("CLUSTER MYID")
+        };
+        let (from_id, to_id) = (id(from), id(to));
+        let setslot = |node: &RedisServer, state: &str, owner: &str| {
+            let () = redis::cmd("CLUSTER")
+                .arg("SETSLOT")
+                .arg(slot)
+                .arg(state)
+                .arg(owner)
+                .query(&mut node.connection())
+                .unwrap_or_else(|error| panic!("CLUSTER SETSLOT {slot} {state}: {error}"));
+        };
+        setslot(to, "IMPORTING", &from_id);
+        setslot(from, "MIGRATING", &to_id);
+        loop {
+            let keys: Vec<String> = redis::cmd("CLUSTER")
+                .arg("GETKEYSINSLOT")
+                .arg(slot)
+                .arg(10)
+                .query(&mut from.connection())
+                .expect("CLUSTER GETKEYSINSLOT");
+            if keys.is_empty() {
+                break;
+            }
+            for key in keys {
+                let _: redis::Value = redis::cmd("MIGRATE")
+                    .arg("127.0.0.1")
+                    .arg(to.port())
+                    .arg(&key)
+                    .arg(0)
+                    .arg(5000)
+                    .arg("REPLACE")
+                    .query(&mut from.connection())
+                    .unwrap_or_else(|error| panic!("MIGRATE {key}: {error}"));
+                sleep(between);
             }
         }
-        panic!("no primary serves slot {slot}")
+        setslot(to, "NODE", &to_id);
+        setslot(from, "NODE", &to_id);
+        for node in &self.nodes {
+            if node.port() != to.port() && node.port() != from.port() {
+                // Replicas refuse it; they learn the owner from the bus.
+                let _: redis::RedisResult<()> = redis::cmd("CLUSTER")
+                    .arg("SETSLOT")
+                    .arg(slot)
+                    .arg("NODE")
+                    .arg(&to_id)
+                    .query(&mut node.connection());
+            }
+        }
+    }
+
+    /// The primaries, by port.
+    pub fn primary_ports(&self) -> Vec<u16> {
+        let mut ports: Vec<u16> = self
+            .slot_ranges()
+            .into_iter()
+            .map(|(_, _, port)| port)
+            .collect();
+        ports.sort_unstable();
+        ports.dedup();
+        ports
+    }
+
+    /// The node on `port`.
+    pub fn node(&self, port: u16) -> &RedisServer {
+        self.nodes
+            .iter()
+            .find(|node| node.port() == port)
+            .expect("a node of this cluster")
     }
 
     /// The distinct primaries that serve `slots`.
     pub fn primaries_of(&self, slots: impl IntoIterator<Item = u16>) -> Vec<u16> {
+        let ranges = self.slot_ranges();
         let mut ports: Vec<u16> = slots
             .into_iter()
-            .map(|slot| self.primary_port_of(slot))
+            .filter_map(|slot| {
+                ranges
+                    .iter()
+                    .find(|(start, end, _)| (*start..=*end).contains(&slot))
+                    .map(|(_, _, port)| *port)
+            })
             .collect();
         ports.sort_unstable();
         ports.dedup();

@@ -42,6 +42,11 @@ impl Cluster {
             .connection_timeout(settings.connect_timeout)
             .response_timeout(settings.response_timeout)
             .retries(RETRIES)
+            // Between re-sends after TRYAGAIN (a slot migrating) or CLUSTERDOWN:
+            // 10 ms doubling to 0.5 s, not redis's 1.28 s at least; a waiter
+            // rides out longer outages itself, until its own deadline.
+            .min_retry_wait(10)
+            .max_retry_wait(500)
             .tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
         #[cfg(feature = "tls")]
         let builder = match &settings.tls_root_certificate {

@@ -6,6 +6,8 @@
 
 use std::future::Future;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use lock_runtime::{ClusterMode, LockClient, LockError, LockOptions, Wait};
@@ -73,6 +75,12 @@ async fn on_one_cluster() {
     scenario(
         "exclusion over 4 processes",
         exclusion_over_four_processes(&cluster, &counters),
+    )
+    .await;
+    // Last: it changes which primary serves a slot.
+    scenario(
+        "a lock whose slot migrates",
+        a_lock_whose_slot_migrates(&cluster, &counters),
     )
     .await;
 }
@@ -354,4 +362,153 @@ async fn resent_scripts_leave_nothing_behind(cluster: &RedisCluster) {
     }
     let again = locks.acquire(name, &options).await.expect("free again");
     again.release().await.unwrap();
+}
+
+/// The slot of a lock moves to another primary (key by key, as `redis-cli
+/// --cluster reshard` moves it) while 16 tasks of two clients do non-atomic
+/// increments under it: the counter is exact (scripts meet ASK and TRYAGAIN
+/// while the lock's keys are split between the two nodes, and are followed or
+/// sent again, never run on half the keys). Afterwards a waiter is still woken
+/// by the release's notice, now from the new primary.
+async fn a_lock_whose_slot_migrates(cluster: &RedisCluster, counters: &RedisServer) {
+    let clients = [
+        LockClient::connect(&cluster.url()).await.unwrap(),
+        LockClient::connect(&cluster.url()).await.unwrap(),
+    ];
+    let name = "migrating";
+    let slot = cluster.slot(&clients[0].key_for(name));
+    let from = cluster.primary_of(slot).port();
+    let to = *cluster
+        .primary_ports()
+        .iter()
+        .find(|port| **port != from)
+        .expect("another primary");
+    let options = LockOptions::new(Duration::from_secs(10)).fencing(true);
+    let stop = Arc::new(AtomicBool::new(false));
+    let counter = "counter:migrating";
+    let mut tasks = Vec::new();
+    for index in 0..16 {
+        let (locks, options, stop) = (
+            clients[index % 2].clone(),
+            options.clone(),
+            Arc::clone(&stop),
+        );
+        let mut data = redis::Client::open(counters.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        tasks.push(tokio::spawn(async move {
+            let mut done = 0i64;
+            while !stop.load(Ordering::Relaxed) {
+                locks
+                    .run(name, &options, async {
+                        let value: Option<i64> = redis::cmd("GET")
+                            .arg(counter)
+                            .query_async(&mut data)
+                            .await
+                            .unwrap();
+                        tokio::task::yield_now().await;
+                        let () = redis::cmd("SET")
+                            .arg(counter)
+                            .arg(value.unwrap_or(0) + 1)
+                            .query_async(&mut data)
+                            .await
+                            .unwrap();
+                    })
+                    .await
+                    .expect("a locked increment while the slot migrates");
+                done += 1;
+            }
+            done
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let value: Option<i64> = redis::cmd("GET")
+            .arg(counter)
+            .query(&mut counters.connection())
+            .unwrap();
+        if value.unwrap_or(0) >= 50 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the workload never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let destination = cluster.node(to);
+    tokio::task::block_in_place(|| {
+        cluster.migrate_slot(slot, destination, Duration::from_millis(300))
+    });
+    // A little more work on the new primary, then stop.
+    let moved_at: Option<i64> = redis::cmd("GET")
+        .arg(counter)
+        .query(&mut counters.connection())
+        .unwrap();
+    loop {
+        let value: Option<i64> = redis::cmd("GET")
+            .arg(counter)
+            .query(&mut counters.connection())
+            .unwrap();
+        if value >= moved_at.map(|v| v + 50) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline + Duration::from_secs(10),
+            "no work after the move"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.unwrap();
+    }
+    let counted: Option<i64> = redis::cmd("GET")
+        .arg(counter)
+        .query(&mut counters.connection())
+        .unwrap();
+    assert_eq!(counted, Some(total), "lost updates while the slot moved");
+    assert_eq!(cluster.primary_of(slot).port(), to, "the slot moved");
+    assert!(
+        destination.command_calls("asking") > 0,
+        "clients met the slot half moved (ASK followed with ASKING)"
+    );
+
+    // A waiter on the lock, now on its new primary, is woken by the release.
+    let guard = clients[0].acquire(name, &options).await.unwrap();
+    let waiting = {
+        let (locks, options) = (clients[1].clone(), options.clone());
+        tokio::spawn(async move {
+            let guard = locks
+                .acquire(name, &options.wait(Wait::For(Duration::from_secs(20))))
+                .await?;
+            let acquired = Instant::now();
+            guard.release().await?;
+            Ok::<_, LockError>(acquired)
+        })
+    };
+    let queue = format!("{}:queue", clients[0].key_for(name));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let queued: usize = redis::cmd("ZCARD")
+            .arg(&queue)
+            .query(&mut destination.connection())
+            .unwrap();
+        if queued == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the waiter never queued on the new primary"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let released = Instant::now();
+    guard.release().await.unwrap();
+    let acquired = waiting.await.unwrap().expect("the waiter gets the lock");
+    assert!(
+        acquired - released < Duration::from_millis(2_000),
+        "woken by the notice, not a poll: {:?}",
+        acquired - released
+    );
 }
