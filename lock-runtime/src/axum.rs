@@ -21,9 +21,10 @@ impl LockError {
     pub fn http_status(&self) -> StatusCode {
         match self {
             LockError::Busy { .. } | LockError::Timeout { .. } => StatusCode::LOCKED,
-            LockError::Lost { .. } | LockError::Connection { .. } | LockError::Redis { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            LockError::Lost { .. }
+            | LockError::Connection { .. }
+            | LockError::Redis { .. }
+            | LockError::Unreplicated { .. } => StatusCode::SERVICE_UNAVAILABLE,
             LockError::InvalidName { .. } | LockError::Config { .. } => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -36,7 +37,9 @@ impl LockError {
             LockError::Busy { .. } | LockError::Timeout { .. } => self
                 .retry_after()
                 .map(|left| left.as_millis().div_ceil(1_000).max(1) as u64),
-            LockError::Connection { .. } | LockError::Redis { .. } => Some(1),
+            LockError::Connection { .. }
+            | LockError::Redis { .. }
+            | LockError::Unreplicated { .. } => Some(1),
             _ => None,
         }
     }

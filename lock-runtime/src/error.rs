@@ -127,6 +127,19 @@ pub enum LockError {
         #[source]
         source: redis::RedisError,
     },
+    /// Fewer replicas than [`LockOptions::replicas`](crate::LockOptions::replicas)
+    /// asked for acknowledged the lease in time; it was given back.
+    #[error(
+        "lock `{name}` was not taken: {acknowledged} of the {wanted} replicas asked for acknowledged its lease in time (replicas down or lagging?)"
+    )]
+    Unreplicated {
+        /// The lock's name.
+        name: String,
+        /// Replicas that acknowledged.
+        acknowledged: u32,
+        /// Replicas asked for.
+        wanted: u32,
+    },
 }
 
 impl LockError {
@@ -137,7 +150,8 @@ impl LockError {
             | LockError::Timeout { name, .. }
             | LockError::Lost { name, .. }
             | LockError::InvalidName { name, .. }
-            | LockError::Redis { name, .. } => Some(name),
+            | LockError::Redis { name, .. }
+            | LockError::Unreplicated { name, .. } => Some(name),
             LockError::Config { .. } | LockError::Connection { .. } => None,
         }
     }
@@ -169,6 +183,7 @@ impl From<LockError> for std::io::Error {
             LockError::InvalidName { .. } | LockError::Config { .. } => ErrorKind::InvalidInput,
             LockError::Connection { .. } => ErrorKind::NotConnected,
             LockError::Redis { .. } => ErrorKind::Other,
+            LockError::Unreplicated { .. } => ErrorKind::TimedOut,
         };
         std::io::Error::new(kind, error)
     }

@@ -59,4 +59,4 @@ pub use global::{DEFAULT_REDIS_URL, default_client, set_default_client};
 pub use guard::{LockGuard, LockHandle};
 pub use keys::{DEFAULT_PREFIX, MAX_NAME_LEN};
 pub use lock_macros::redis_locked;
-pub use options::{LockOptions, OnLost, Wait};
+pub use options::{LockOptions, OnLost, Replicas, Wait};

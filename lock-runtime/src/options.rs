@@ -43,6 +43,17 @@ pub enum OnLost {
     Notify,
 }
 
+/// How many replicas must acknowledge a lease before it counts as held (see
+/// [`LockOptions::replicas`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Replicas {
+    /// Replicas of the lock's primary that must have the lease.
+    pub count: u32,
+    /// How long to wait for them (Redis's `WAIT` timeout).
+    pub timeout: Duration,
+}
+
 impl From<Duration> for Wait {
     /// Wait up to this long (zero: try once).
     fn from(wait: Duration) -> Self {
@@ -97,6 +108,9 @@ pub struct LockOptions {
     /// process. FIFO acquires always run the script (no plain `SET NX` first).
     /// Every user of a lock must agree on this setting.
     pub fair: bool,
+    /// Count an acquisition (and each extend) only once this many replicas of
+    /// the lock's primary acknowledged it (`WAIT`); see [`replicas`](Self::replicas).
+    pub replicas: Option<Replicas>,
 }
 
 impl Default for LockOptions {
@@ -117,6 +131,7 @@ impl LockOptions {
             min_hold: None,
             on_lost: OnLost::Cancel,
             fair: false,
+            replicas: None,
         }
     }
 
@@ -181,6 +196,37 @@ impl LockOptions {
         self.heartbeat.unwrap_or(self.ttl / 3)
     }
 
+    /// For a primary with replicas (Redis Cluster, Sentinel): the lease counts as
+    /// held only once `count` replicas acknowledged it, each acquire and each
+    /// extend followed by Redis's `WAIT count timeout` on the same connection, to
+    /// the lock's primary. Fewer acknowledgements within `timeout`: the acquire
+    /// gives the lease back and fails with [`LockError::Unreplicated`]; an
+    /// extend counts as failed (the heartbeat tries again until the lease's
+    /// local deadline). A lease handed over by a release is confirmed with a
+    /// request of the waiter's own, so that it too is acknowledged.
+    ///
+    /// What it guarantees: when the primary fails, a replica that acknowledged
+    /// has the lease, so if that replica is the one promoted, the lease
+    /// survives the failover and nobody else is granted the lock. With `count`
+    /// equal to the number of replicas, whichever is promoted has it. What it
+    /// does not: Redis replication stays asynchronous (a replica that
+    /// acknowledged and then restarts without persistence loses it), and the
+    /// failover itself may promote a replica that did not acknowledge when
+    /// `count` is smaller. Fencing tokens remain the way to make a stale
+    /// holder's writes harmless. Costs one round trip per acquire and per
+    /// heartbeat.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use lock_runtime::LockOptions;
+    /// let options = LockOptions::new(Duration::from_secs(30)).replicas(1, Duration::from_millis(500));
+    /// assert_eq!(options.replicas.map(|r| r.count), Some(1));
+    /// ```
+    pub fn replicas(mut self, count: u32, timeout: Duration) -> Self {
+        self.replicas = Some(Replicas { count, timeout });
+        self
+    }
+
     /// How long the fence key lives after an acquisition on these options, in ms
     /// (`0`: no fencing token).
     pub(crate) fn fence_lifetime_ms(&self) -> u64 {
@@ -231,6 +277,43 @@ impl LockOptions {
         if self.max_hold.is_some_and(|max| max.is_zero()) {
             return Err(config("max_hold must be > 0".to_owned()));
         }
+        if let Some(Replicas { count, timeout }) = self.replicas
+            && (count == 0 || timeout.is_zero() || timeout >= heartbeat)
+        {
+            return Err(config(format!(
+                "replicas needs a count > 0 and a timeout > 0 shorter than the heartbeat ({heartbeat:?}), got {count} within {timeout:?}, e.g. `.replicas(1, Duration::from_millis(500))`"
+            )));
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replicas_need_a_count_and_a_timeout_shorter_than_the_heartbeat() {
+        let options = LockOptions::new(Duration::from_secs(30));
+        assert!(
+            options
+                .clone()
+                .replicas(1, Duration::from_millis(500))
+                .validate("l")
+                .is_ok()
+        );
+        for (count, timeout) in [(0, 500), (1, 0), (1, 10_000)] {
+            let error = options
+                .clone()
+                .replicas(count, Duration::from_millis(timeout))
+                .validate("l")
+                .err()
+                .map(|error| error.to_string())
+                .unwrap_or_default();
+            assert!(
+                error.contains("replicas needs a count > 0"),
+                "{count}, {timeout}: {error}"
+            );
+        }
     }
 }

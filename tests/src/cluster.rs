@@ -61,6 +61,7 @@ impl RedisCluster {
         );
         let cluster = RedisCluster { nodes };
         cluster.wait_until_ok(count);
+        cluster.wait_for_replicas(replicas);
         cluster
     }
 
@@ -96,6 +97,34 @@ impl RedisCluster {
         }
     }
 
+    /// Waits until every primary has `replicas` replicas online (synced).
+    fn wait_for_replicas(&self, replicas: usize) {
+        if replicas == 0 {
+            return;
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for port in self.primary_ports() {
+            loop {
+                let info: String = redis::cmd("INFO")
+                    .arg("replication")
+                    .query(&mut self.node(port).connection())
+                    .expect("INFO replication");
+                let online = info
+                    .lines()
+                    .filter(|line| line.starts_with("slave") && line.contains("state=online"))
+                    .count();
+                if online >= replicas {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "replicas of {port} never came online: {info}"
+                );
+                sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
     /// Every node, primaries and replicas.
     pub fn nodes(&self) -> &[RedisServer] {
         &self.nodes
@@ -121,8 +150,66 @@ impl RedisCluster {
         redis::cmd("CLUSTER")
             .arg("KEYSLOT")
             .arg(key)
-            .query(&mut self.nodes[0].connection())
+            .query(&mut self.running().connection())
             .expect("CLUSTER KEYSLOT")
+    }
+
+    /// A node that has not been killed.
+    fn running(&self) -> &RedisServer {
+        self.nodes
+            .iter()
+            .find(|node| node.is_running())
+            .expect("a running node")
+    }
+
+    /// The replica of the primary on `port` (its first, from `INFO replication`).
+    pub fn replica_of(&self, port: u16) -> &RedisServer {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query(&mut self.node(port).connection())
+            .expect("INFO replication");
+        // slave0:ip=127.0.0.1,port=7004,state=online,offset=…,lag=0
+        let replica = info
+            .lines()
+            .find_map(|line| line.strip_prefix("slave0:"))
+            .and_then(|fields| {
+                fields
+                    .split(',')
+                    .find_map(|field| field.strip_prefix("port="))
+            })
+            .and_then(|port| port.parse().ok())
+            .unwrap_or_else(|| panic!("the primary on {port} has no replica: {info}"));
+        self.node(replica)
+    }
+
+    /// Promotes the replica on `port` with `CLUSTER FAILOVER` (its primary hands
+    /// over after the replica has caught up) and waits until it serves `slot`.
+    pub fn failover_to(&self, port: u16, slot: u16) {
+        let () = redis::cmd("CLUSTER")
+            .arg("FAILOVER")
+            .query(&mut self.node(port).connection())
+            .expect("CLUSTER FAILOVER");
+        self.wait_for_primary(slot, port);
+    }
+
+    /// Kills the node on `port` (SIGKILL).
+    pub fn kill(&mut self, port: u16) {
+        if let Some(node) = self.nodes.iter_mut().find(|node| node.port() == port) {
+            node.kill();
+        }
+    }
+
+    /// Waits (up to 30 s) until the node on `port` serves `slot` as primary, as
+    /// the running nodes see it.
+    pub fn wait_for_primary(&self, slot: u16, port: u16) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.primary_port_of(slot) != port {
+            assert!(
+                Instant::now() < deadline,
+                "the node on {port} never took over slot {slot}"
+            );
+            sleep(Duration::from_millis(50));
+        }
     }
 
     /// The node that serves `slot` as primary now.
@@ -147,7 +234,7 @@ impl RedisCluster {
         // [[start, end, [host, port, id], replicas…], …]
         let ranges: Vec<Vec<redis::Value>> = redis::cmd("CLUSTER")
             .arg("SLOTS")
-            .query(&mut self.nodes[0].connection())
+            .query(&mut self.running().connection())
             .expect("CLUSTER SLOTS");
         ranges
             .into_iter()

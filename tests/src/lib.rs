@@ -229,6 +229,11 @@ impl RedisServer {
         format!("redis://:{password}@127.0.0.1:{}", self.port)
     }
 
+    /// Whether the server runs (it was not killed, or was restarted).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
     /// The server's process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("server is running").id()

@@ -307,6 +307,33 @@ impl Backend {
         Ok(Attempt::from_reply(reply, fencing))
     }
 
+    /// How many replicas of `key`'s primary have every write this client made on
+    /// that primary so far, waiting up to `timeout` for `count` of them: Redis's
+    /// `WAIT`, on the same connection as the writes, to that primary only (since
+    /// Redis 7 a `WAIT` inside a script does not block, and a bare `WAIT` on a
+    /// cluster connection would go to every primary).
+    pub(crate) async fn replicas_acknowledging(
+        &self,
+        key: &str,
+        count: u32,
+        timeout: Duration,
+    ) -> RedisResult<u32> {
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(count).arg(crate::validity::millis(timeout).max(1));
+        match self.inner.commands.clone() {
+            Commands::Single(mut connection) => wait.query_async(&mut connection).await,
+            Commands::Cluster(mut connection) => {
+                use redis::cluster_routing::{
+                    Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr,
+                };
+                let route = Route::with_slot(Slot::for_key(key), SlotAddr::Master);
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+                let acknowledged = connection.route_command(wait, routing).await?;
+                redis::from_redis_value(acknowledged).map_err(redis::RedisError::from)
+            }
+        }
+    }
+
     /// Compare-and-`PEXPIRE`: `true` if the key still held `token` and now lasts
     /// `ttl` more.
     pub(crate) async fn extend(&self, key: &str, token: &str, ttl: Duration) -> RedisResult<bool> {

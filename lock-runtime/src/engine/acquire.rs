@@ -194,7 +194,9 @@ impl Waiter<'_> {
             })) => {
                 self.token = token;
                 self.turn = Some(turn);
-                if fresh(valid_from, self.options.ttl) {
+                // With replicas asked for, the first attempt confirms it (a
+                // write of this task's own, which `WAIT` then covers).
+                if fresh(valid_from, self.options.ttl) && self.options.replicas.is_none() {
                     return Ok(Some(self.hold(
                         fence,
                         valid_from,
@@ -319,6 +321,7 @@ impl Waiter<'_> {
         }
         match outcome {
             Attempt::Acquired { fence } => {
+                self.replicated().await?;
                 if Instant::now() < valid_until(sent_at, self.options.ttl) {
                     return Ok(Tried::Held(self.hold(fence, sent_at, "lock acquired")));
                 }
@@ -346,6 +349,27 @@ impl Waiter<'_> {
                 Ok(Tried::Busy(holder_ttl))
             }
         }
+    }
+
+    /// With [`LockOptions::replicas`]: waits until enough replicas have the lease
+    /// just won (the token, armed, gives it back if not).
+    async fn replicated(&mut self) -> Result<(), LockError> {
+        let Some(replicas) = self.options.replicas else {
+            return Ok(());
+        };
+        let acknowledged = self
+            .backend
+            .replicas_acknowledging(&self.key, replicas.count, replicas.timeout)
+            .await
+            .map_err(|source| self.redis_error(source))?;
+        if acknowledged < replicas.count {
+            return Err(LockError::Unreplicated {
+                name: self.name.to_owned(),
+                acknowledged,
+                wanted: replicas.count,
+            });
+        }
+        Ok(())
     }
 
     /// The pause before the next attempt at a busy lock: the next poll, or when
@@ -387,6 +411,11 @@ impl Waiter<'_> {
         if handed == Handed::No {
             subscription.wait(until).await;
             handed = handed_over(subscription.handoff(), self.queued_by, ttl);
+        }
+        if self.options.replicas.is_some() && handed != Handed::No {
+            // The releaser wrote the handoff, so our `WAIT` would not cover it:
+            // confirm it with a request of our own (the next attempt, at once).
+            handed = Handed::Stale;
         }
         match handed {
             // Not handed over, or too old to count on: the next attempt (at once
@@ -462,6 +491,7 @@ impl Waiter<'_> {
             Arc::clone(&lease),
             self.options.heartbeat_interval(),
             self.options.max_hold,
+            self.options.replicas,
         )));
         Acquired {
             lease,

@@ -8,6 +8,7 @@ use tokio::time::{Instant, sleep_until};
 use super::lease::Lease;
 use crate::backend::Backend;
 use crate::error::{LockError, LostReason};
+use crate::options::Replicas;
 
 /// Compare-and-`PEXPIRE`: `Ok(true)` if the lease was still ours and now lasts
 /// `ttl` more.
@@ -26,6 +27,35 @@ pub(crate) async fn extend(
         })
 }
 
+/// [`extend`] to the lease's ttl; with `replicas`, the extend counts only once
+/// that many replicas acknowledged it (fewer is an error: tried again).
+async fn extend_replicated(
+    backend: &Backend,
+    lease: &Lease,
+    replicas: Option<Replicas>,
+) -> Result<bool, LockError> {
+    let extended = extend(backend, lease, lease.ttl).await?;
+    let Some(replicas) = replicas.filter(|_| extended) else {
+        return Ok(extended);
+    };
+    let acknowledged = backend
+        .replicas_acknowledging(&lease.key, replicas.count, replicas.timeout)
+        .await
+        .map_err(|source| LockError::Redis {
+            name: lease.name.clone(),
+            action: "extend",
+            source,
+        })?;
+    if acknowledged < replicas.count {
+        return Err(LockError::Unreplicated {
+            name: lease.name.clone(),
+            acknowledged,
+            wanted: replicas.count,
+        });
+    }
+    Ok(true)
+}
+
 /// Extends `lease` every `interval` until the task is dropped (the guard aborts it).
 ///
 /// Marks the lease lost, and stops, when Redis refuses an extend, when the local
@@ -37,6 +67,7 @@ pub(crate) async fn keep_alive(
     lease: Arc<Lease>,
     interval: Duration,
     max_hold: Option<Duration>,
+    replicas: Option<Replicas>,
 ) {
     // Counted from when the lease was known to be ours (as `min_hold` is), not from
     // the earlier send time its validity is counted from. A limit too far ahead to
@@ -75,7 +106,7 @@ pub(crate) async fn keep_alive(
                 lose(LostReason::Expired);
                 return;
             }
-            outcome = extend(&backend, &lease, lease.ttl) => outcome,
+            outcome = extend_replicated(&backend, &lease, replicas) => outcome,
         };
         if lease.is_released() {
             return;

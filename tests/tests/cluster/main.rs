@@ -14,6 +14,8 @@ use lock_runtime::{ClusterMode, LockClient, LockError, LockOptions, Wait};
 use tests::{RedisCluster, RedisServer};
 use tokio::time::Instant;
 
+mod failover;
+
 /// Runs `scenario`, reporting its name if it fails.
 async fn scenario(name: &str, scenario: impl Future<Output = ()>) {
     let started = Instant::now();
