@@ -13,7 +13,9 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 mod cluster;
+mod sentinel;
 pub use cluster::{RedisCluster, free_cluster_port};
+pub use sentinel::{MASTER_NAME, RedisSentinels};
 
 /// A `redis-server` process owned by one test.
 #[derive(Debug)]

@@ -14,6 +14,7 @@ mod contention;
 mod notices;
 mod protocol;
 mod scripts;
+mod sentinel;
 mod single;
 
 use std::sync::Arc;
@@ -27,8 +28,9 @@ use cluster::Cluster;
 use connect::Endpoints;
 pub(crate) use connect::redact_url;
 use contention::Contention;
-pub(crate) use notices::{Notices, Subscription};
+pub(crate) use notices::{NoticeNodes, Notices, Subscription};
 pub(crate) use protocol::{Attempt, AttemptRequest, Handoff, NextTask, Released};
+use sentinel::{SentinelCommands, SentinelGroup, SentinelUrl};
 use single::SingleServer;
 
 use crate::error::LockError;
@@ -77,6 +79,7 @@ impl Settings {
 pub(crate) enum Commands {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
+    Sentinel(SentinelCommands),
 }
 
 impl ConnectionLike for Commands {
@@ -84,6 +87,7 @@ impl ConnectionLike for Commands {
         match self {
             Commands::Single(connection) => connection.req_packed_command(cmd),
             Commands::Cluster(connection) => connection.req_packed_command(cmd),
+            Commands::Sentinel(connection) => connection.req_packed_command(cmd),
         }
     }
 
@@ -98,6 +102,9 @@ impl ConnectionLike for Commands {
             Commands::Cluster(connection) => {
                 connection.req_packed_commands(pipeline, offset, count)
             }
+            Commands::Sentinel(connection) => {
+                connection.req_packed_commands(pipeline, offset, count)
+            }
         }
     }
 
@@ -105,6 +112,7 @@ impl ConnectionLike for Commands {
         match self {
             Commands::Single(connection) => connection.get_db(),
             Commands::Cluster(connection) => connection.get_db(),
+            Commands::Sentinel(connection) => connection.get_db(),
         }
     }
 }
@@ -142,6 +150,31 @@ impl Backend {
     /// Connects as `settings` say, on the current tokio runtime; fails with a
     /// clear [`LockError`] within the connect timeout.
     pub(crate) async fn connect(settings: &Settings) -> Result<Backend, LockError> {
+        if let Some(sentinel) = SentinelUrl::parse(&settings.url) {
+            let sentinel = sentinel.map_err(|reason| {
+                settings.config_error(
+                    &format!("Redis URL `{}`", redact_url(&settings.url)),
+                    reason,
+                )
+            })?;
+            let server = sentinel.shown();
+            if settings.cluster == ClusterMode::Require {
+                return Err(settings.config_error(
+                    &format!("client for {server}"),
+                    "a redis-sentinel:// URL names a primary watched by Sentinel, not a Redis Cluster",
+                ));
+            }
+            let runtime = runtime_for(&server, settings)?;
+            let commands = SentinelGroup::connect(&sentinel, settings, runtime.clone()).await?;
+            let primary = commands.clone();
+            return Backend::made(
+                Commands::Sentinel(commands),
+                Box::new(move || vec![primary.primary_client()]),
+                server,
+                settings,
+                runtime,
+            );
+        }
         let endpoints = Endpoints::parse(&settings.url);
         if let Some(seeds) = endpoints.as_ref().filter(|seeds| seeds.is_seed_list()) {
             let server = seeds.shown();
@@ -153,9 +186,10 @@ impl Backend {
             }
             let runtime = runtime_for(&server, settings)?;
             let cluster = Cluster::connect(seeds, settings).await?;
+            let nodes = cluster.nodes;
             return Backend::made(
                 Commands::Cluster(cluster.commands),
-                cluster.nodes,
+                Box::new(move || nodes.clone()),
                 server,
                 settings,
                 runtime,
@@ -175,9 +209,10 @@ impl Backend {
             (ClusterMode::Detect | ClusterMode::Require, true, Some(seed)) => {
                 tracing::debug!(%server, "the server is a cluster node: connecting to the cluster");
                 let cluster = Cluster::connect(&seed, settings).await?;
+                let nodes = cluster.nodes;
                 return Backend::made(
                     Commands::Cluster(cluster.commands),
-                    cluster.nodes,
+                    Box::new(move || nodes.clone()),
                     server,
                     settings,
                     runtime,
@@ -194,7 +229,7 @@ impl Backend {
         let single = SingleServer::connect(&redis, &server, settings).await?;
         Backend::made(
             Commands::Single(single.commands),
-            vec![redis],
+            Box::new(move || vec![redis.clone()]),
             server,
             settings,
             runtime,
@@ -203,7 +238,7 @@ impl Backend {
 
     fn made(
         commands: Commands,
-        notice_nodes: Vec<redis::Client>,
+        notice_nodes: NoticeNodes,
         server: String,
         settings: &Settings,
         runtime: tokio::runtime::Handle,
@@ -322,6 +357,7 @@ impl Backend {
         wait.arg(count).arg(crate::validity::millis(timeout).max(1));
         match self.inner.commands.clone() {
             Commands::Single(mut connection) => wait.query_async(&mut connection).await,
+            Commands::Sentinel(mut connection) => wait.query_async(&mut connection).await,
             Commands::Cluster(mut connection) => {
                 use redis::cluster_routing::{
                     Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr,

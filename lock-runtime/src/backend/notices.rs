@@ -31,6 +31,9 @@ use tokio::time::Instant;
 
 use super::protocol::{Handoff, Notice, parse_notice};
 
+/// Where a notice connection may be made, asked at each (re)connect.
+pub(crate) type NoticeNodes = Box<dyn Fn() -> Vec<redis::Client> + Send + Sync>;
+
 /// This client's waiters, by token.
 type Registry = Arc<Mutex<HashMap<String, watch::Sender<Woken>>>>;
 
@@ -69,9 +72,10 @@ fn deliver(signal: &watch::Sender<Woken>, notice: Notice) {
 }
 
 pub(crate) struct Notices {
-    /// The servers the notice connection may be made to: the one server, or
-    /// every node of a cluster (each gets every notice).
-    nodes: Vec<redis::Client>,
+    /// The servers the notice connection may be made to, asked at each
+    /// (re)connect: the one server, every node of a cluster (each gets every
+    /// notice), or a Sentinel group's current primary.
+    nodes: NoticeNodes,
     /// The node to try first when (re)connecting: the last one that worked, or
     /// the one after the last that failed.
     next_node: AtomicUsize,
@@ -123,7 +127,7 @@ fn lock_registry(
 impl Notices {
     /// Notices for a client whose channel is `channel`, from any of `nodes`.
     pub(crate) fn new(
-        nodes: Vec<redis::Client>,
+        nodes: NoticeNodes,
         channel: String,
         connect_timeout: Duration,
         runtime: tokio::runtime::Handle,
@@ -237,9 +241,10 @@ impl Notices {
             redis::ErrorKind::InvalidClientConfig,
             "no server to receive notices from",
         ));
-        for step in 0..self.nodes.len() {
-            let index = (first + step) % self.nodes.len();
-            match self.connect_to(&self.nodes[index]).await {
+        let nodes = (self.nodes)();
+        for step in 0..nodes.len() {
+            let index = (first + step) % nodes.len();
+            match self.connect_to(&nodes[index]).await {
                 Ok(connection) => {
                     self.next_node.store(index, Ordering::Relaxed);
                     return Ok(connection);

@@ -321,7 +321,7 @@ impl Waiter<'_> {
         }
         match outcome {
             Attempt::Acquired { fence } => {
-                self.replicated().await?;
+                self.replicated(sent_at).await?;
                 if Instant::now() < valid_until(sent_at, self.options.ttl) {
                     return Ok(Tried::Held(self.hold(fence, sent_at, "lock acquired")));
                 }
@@ -352,24 +352,40 @@ impl Waiter<'_> {
     }
 
     /// With [`LockOptions::replicas`]: waits until enough replicas have the lease
-    /// just won (the token, armed, gives it back if not).
-    async fn replicated(&mut self) -> Result<(), LockError> {
+    /// won by the attempt sent at `sent_at` (the token, armed, gives it back if
+    /// not). A waiter asks again (a replica may be syncing, say just after a
+    /// failover) until its wait is over or half the lease is gone.
+    async fn replicated(&mut self, sent_at: Instant) -> Result<(), LockError> {
         let Some(replicas) = self.options.replicas else {
             return Ok(());
         };
-        let acknowledged = self
-            .backend
-            .replicas_acknowledging(&self.key, replicas.count, replicas.timeout)
-            .await
-            .map_err(|source| self.redis_error(source))?;
-        if acknowledged < replicas.count {
-            return Err(LockError::Unreplicated {
-                name: self.name.to_owned(),
+        let half_gone = sent_at + self.options.ttl / 2;
+        let until = self
+            .deadline
+            .map_or(sent_at, |deadline| deadline.min(half_gone));
+        loop {
+            let acknowledged = self
+                .backend
+                .replicas_acknowledging(&self.key, replicas.count, replicas.timeout)
+                .await
+                .map_err(|source| self.redis_error(source))?;
+            if acknowledged >= replicas.count {
+                return Ok(());
+            }
+            if Instant::now() >= until {
+                return Err(LockError::Unreplicated {
+                    name: self.name.to_owned(),
+                    acknowledged,
+                    wanted: replicas.count,
+                });
+            }
+            tracing::debug!(
+                lock = self.name,
                 acknowledged,
-                wanted: replicas.count,
-            });
+                wanted = replicas.count,
+                "too few replicas acknowledged the lease yet; asking again"
+            );
         }
-        Ok(())
     }
 
     /// The pause before the next attempt at a busy lock: the next poll, or when

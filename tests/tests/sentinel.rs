@@ -1,0 +1,177 @@
+//! lock-runtime through Redis Sentinel: a primary, a replica and three
+//! sentinels from the `redis-server` binary (stopped when each test ends).
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use lock_runtime::{LockClient, LockError, LockGuard, LockOptions, Wait};
+use tests::RedisSentinels;
+use tokio::time::Instant;
+
+/// Waits until `guard`'s lease is extended again: its local deadline moves
+/// past where it was when this was called, by a second at least (an extend
+/// moves it by a heartbeat, ttl / 3).
+async fn extended_again(guard: &LockGuard, ttl: Duration) {
+    let valid_until = |guard: &LockGuard| guard.time_left().map(|left| Instant::now() + left);
+    let before = valid_until(guard).expect("held");
+    let deadline = Instant::now() + ttl;
+    loop {
+        if valid_until(guard).is_some_and(|until| until > before + Duration::from_secs(1)) {
+            return;
+        }
+        assert!(guard.is_held(), "the lease was lost: {:?}", guard.check());
+        assert!(Instant::now() < deadline, "no extend after the failover");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn busy_for(other: &LockClient, name: &str) {
+    // Trying once, a client meets its own dead connection first (the next
+    // request goes to the new primary): it tries again, and must never get in.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let tried = other
+            .acquire(
+                name,
+                &LockOptions::new(Duration::from_secs(5)).wait(Wait::TryOnce),
+            )
+            .await;
+        match tried {
+            Err(LockError::Busy { .. }) => return,
+            Err(LockError::Redis { .. } | LockError::Connection { .. })
+                if Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => panic!("a second holder got in, or no answer: {other:?}"),
+        }
+    }
+}
+
+/// Through the sentinels to the primary; across a `SENTINEL FAILOVER` and a
+/// killed primary the holder keeps its lease (acknowledged by the replica),
+/// nobody else gets the lock meanwhile, a waiter is served once it is free,
+/// and fencing tokens keep rising.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_follows_the_primary_through_failovers() {
+    let mut group = RedisSentinels::start();
+    let holder = LockClient::connect(&group.url())
+        .await
+        .expect("connect through Sentinel");
+    let other = LockClient::connect(&group.url()).await.unwrap();
+    let name = "sentinel";
+    let ttl = Duration::from_secs(10);
+    let options = LockOptions::new(ttl)
+        .fencing(true)
+        .replicas(1, Duration::from_millis(1_000));
+
+    let guard = holder
+        .acquire(name, &options)
+        .await
+        .expect("acquire, acknowledged");
+    let first = guard.fencing_token();
+    let primary = group.primary_port();
+    let held: Option<String> = redis::cmd("GET")
+        .arg(holder.key_for(name))
+        .query(&mut group.server(primary).connection())
+        .unwrap();
+    assert!(held.is_some(), "the lease is on the primary");
+    let waiting = {
+        let (other, options) = (other.clone(), options.clone());
+        tokio::spawn(async move {
+            let guard = other
+                .acquire(name, &options.wait(Wait::For(Duration::from_secs(40))))
+                .await?;
+            let fence = guard.fencing_token();
+            Ok::<_, LockError>((guard, fence))
+        })
+    };
+
+    tokio::task::block_in_place(|| group.failover());
+    extended_again(&guard, ttl).await;
+    busy_for(&holder, name).await;
+    assert!(
+        !waiting.is_finished(),
+        "the waiter got in while the lock was held"
+    );
+    guard.release().await.expect("release on the new primary");
+    let (second, second_fence) = tokio::time::timeout(Duration::from_secs(15), waiting)
+        .await
+        .expect("the waiter is served after the failover")
+        .unwrap()
+        .expect("the waiter gets the lock");
+    assert!(
+        second_fence > first,
+        "fencing tokens rise across the failover"
+    );
+
+    let heir = group.kill_primary();
+    tokio::task::block_in_place(|| group.wait_for_primary(heir));
+    // The promoted replica has the acknowledged lease: the holder still holds
+    // it, and nobody else can take it. (Its extends now fail: no replica is
+    // left to acknowledge them, so it would lose the lease at its local
+    // deadline; it releases first.)
+    assert!(
+        second.is_held(),
+        "the holder keeps its lease: {:?}",
+        second.check()
+    );
+    busy_for(&holder, name).await;
+    // Its client may meet its dead connection first: a failed release is
+    // sent again in the background; never a lost lease.
+    let released = second.release().await;
+    assert!(
+        !matches!(released, Err(LockError::Lost { .. })),
+        "{released:?}"
+    );
+    let mut alone = options.clone();
+    alone.replicas = None;
+    let third = holder
+        .acquire(name, &alone)
+        .await
+        .expect("acquire on the promoted replica");
+    assert!(
+        third.fencing_token() > second_fence,
+        "fencing tokens rise across the kill"
+    );
+    third.release().await.unwrap();
+}
+
+/// A wrong master name, a URL without one, and sentinels that are not there:
+/// each a clear error within the connect timeout.
+#[tokio::test]
+async fn bad_sentinel_urls_are_clear_errors() {
+    let group = RedisSentinels::start();
+    let started = Instant::now();
+    let error = LockClient::connect(&group.url_for_master("nosuchmaster"))
+        .await
+        .expect_err("unknown master");
+    assert!(matches!(error, LockError::Config { .. }), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("knows no master named `nosuchmaster`"),
+        "{error}"
+    );
+
+    let no_name = group.url().split('#').next().unwrap_or_default().to_owned();
+    let error = LockClient::connect(&no_name)
+        .await
+        .expect_err("no master name");
+    assert!(matches!(error, LockError::Config { .. }), "{error}");
+    assert!(error.to_string().contains("after `#`"), "{error}");
+
+    let port = tests::free_port();
+    let error = LockClient::builder(format!("redis-sentinel://127.0.0.1:{port}#mymaster"))
+        .connect_timeout(Duration::from_secs(1))
+        .connect()
+        .await
+        .expect_err("no sentinel there");
+    assert!(matches!(error, LockError::Connection { .. }), "{error}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
