@@ -3,7 +3,8 @@
 //! stdin closes; every server it started is stopped then.
 //!
 //! Usage: `topology cluster [MASTERS [REPLICAS]]` (default 3 masters, no
-//! replicas), or `topology single`.
+//! replicas), `topology sentinel` (a primary, a replica, three sentinels), or
+//! `topology single`.
 //!
 //! ```sh
 //! cargo run -p tests --bin topology -- cluster
@@ -29,11 +30,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!("seed list: {}", cluster.seed_list_url());
             (cluster.url(), Box::new(cluster) as Box<dyn std::fmt::Debug>)
         }
+        Some("sentinel") => {
+            let group = tests::RedisSentinels::start();
+            (group.url(), Box::new(group) as Box<dyn std::fmt::Debug>)
+        }
         Some("single") => {
             let server = tests::RedisServer::start();
             (server.url(), Box::new(server) as Box<dyn std::fmt::Debug>)
         }
-        _ => return Err("usage: topology cluster [MASTERS [REPLICAS]] | topology single".into()),
+        _ => {
+            return Err(
+                "usage: topology cluster [MASTERS [REPLICAS]] | topology sentinel | topology single"
+                    .into(),
+            );
+        }
     };
     println!("REDIS_URL={url}");
     println!("(up until Ctrl-C or end of input)");
