@@ -750,6 +750,96 @@ async fn cluster(config: &Config, pin: bool) {
         median(&mut spread_cluster),
         median(&mut spread_ratios.clone())
     );
+    notices_on_a_cluster(config, &nodes).await;
+}
+
+/// Notices on a cluster, classic against sharded pub/sub, measured raw: the
+/// time from a publish on the channel's primary to the message's arrival at a
+/// subscriber, and the cluster's server CPU per message (all nodes). Classic:
+/// subscribed on another node (the message crosses the cluster bus, and every
+/// node gets it). Sharded: `SSUBSCRIBE` on the channel's primary, `SPUBLISH`
+/// there (no other node sees it).
+async fn notices_on_a_cluster(config: &Config, nodes: &tests::RedisCluster) {
+    let channel = "bench:notice:{n}";
+    let primary = nodes.primary_of(nodes.slot(channel));
+    let other = nodes
+        .nodes()
+        .iter()
+        .find(|node| node.port() != primary.port())
+        .expect("another node");
+    let cluster_cpu = async || {
+        let mut total = 0.0;
+        for node in nodes.nodes() {
+            total += server_cpu_seconds(&mut data_connection(&node.url()).await).await;
+        }
+        total
+    };
+    let mut rows = Vec::new();
+    for (kind, subscribe, publish, on) in [
+        (
+            "classic (PUBLISH, subscriber on another node)",
+            "SUBSCRIBE",
+            "PUBLISH",
+            other,
+        ),
+        (
+            "sharded (SPUBLISH, subscriber on the slot's primary)",
+            "SSUBSCRIBE",
+            "SPUBLISH",
+            primary,
+        ),
+    ] {
+        let (sender, mut received) = tokio::sync::mpsc::unbounded_channel();
+        let client = redis::Client::open(format!("{}/?protocol=resp3", on.url())).unwrap();
+        let mut subscriber = client
+            .get_multiplexed_async_connection_with_config(
+                &redis::AsyncConnectionConfig::new().set_push_sender(sender),
+            )
+            .await
+            .unwrap();
+        let _: redis::Value = redis::cmd(subscribe)
+            .arg(channel)
+            .query_async(&mut subscriber)
+            .await
+            .unwrap();
+        let mut publisher = data_connection(&primary.url()).await;
+        let mut latencies = Vec::new();
+        let cpu_before = cluster_cpu().await;
+        for _ in 0..config.ops {
+            let sent = Instant::now();
+            let _: i64 = redis::cmd(publish)
+                .arg(channel)
+                .arg("t")
+                .query_async(&mut publisher)
+                .await
+                .unwrap();
+            loop {
+                let push = received.recv().await.expect("the message");
+                if matches!(
+                    push.kind,
+                    redis::PushKind::Message | redis::PushKind::SMessage
+                ) {
+                    break;
+                }
+            }
+            latencies.push(sent.elapsed().as_secs_f64() * 1e6);
+        }
+        let cpu = (cluster_cpu().await - cpu_before) * 1e6 / config.ops as f64;
+        latencies.sort_by(f64::total_cmp);
+        rows.push(format!(
+            "| {kind} | {:.0} | {:.0} | {cpu:.1} |",
+            percentile(&latencies, 0.5),
+            percentile(&latencies, 0.99)
+        ));
+    }
+    println!(
+        "| notice on a cluster | publish to arrival p50 µs | p99 µs | cluster server CPU µs/notice |"
+    );
+    println!("| --- | ---: | ---: | ---: |");
+    for row in rows {
+        println!("{row}");
+    }
+    println!();
 }
 
 /// Tasks of one client, each on its own lock, acquiring and releasing in a loop

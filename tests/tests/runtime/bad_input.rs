@@ -136,3 +136,31 @@ async fn rediss_with_a_private_ca_works_and_an_untrusted_certificate_is_refused(
     assert!(matches!(error, LockError::Connection { .. }), "{error}");
     assert!(error.to_string().contains("certificate"), "{error}");
 }
+
+/// A cluster seed list whose nodes are all down is a clear connection error,
+/// naming them, within the connect timeout; the password stays hidden.
+#[tokio::test]
+async fn a_seed_list_of_servers_that_are_all_down_is_a_connection_error() {
+    let ports = [tests::free_port(), tests::free_port(), tests::free_port()];
+    let hosts: Vec<String> = ports
+        .iter()
+        .map(|port| format!("127.0.0.1:{port}"))
+        .collect();
+    let started = Instant::now();
+    let error = LockClient::builder(format!("redis://user:secret@{}", hosts.join(",")))
+        .connect_timeout(Duration::from_secs(1))
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(matches!(error, LockError::Connection { .. }), "{error}");
+    assert!(error.to_string().contains(&hosts.join(",")), "{error}");
+    assert!(
+        !error.to_string().contains("secret"),
+        "password leaked: {error}"
+    );
+}
