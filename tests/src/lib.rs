@@ -13,6 +13,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 mod cluster;
+pub mod holds;
 mod sentinel;
 pub use cluster::{RedisCluster, free_cluster_port};
 pub use sentinel::{MASTER_NAME, RedisSentinels};

@@ -5,49 +5,10 @@
 
 use std::time::Duration;
 
-use lock_runtime::{LockClient, LockError, LockGuard, LockOptions, Wait};
+use lock_runtime::{LockClient, LockError, LockOptions, Wait};
 use tests::RedisSentinels;
+use tests::holds::{busy_for_others, extended_again};
 use tokio::time::Instant;
-
-/// Waits until `guard`'s lease is extended again: its local deadline moves
-/// past where it was when this was called, by a second at least (an extend
-/// moves it by a heartbeat, ttl / 3).
-async fn extended_again(guard: &LockGuard, ttl: Duration) {
-    let valid_until = |guard: &LockGuard| guard.time_left().map(|left| Instant::now() + left);
-    let before = valid_until(guard).expect("held");
-    let deadline = Instant::now() + ttl;
-    loop {
-        if valid_until(guard).is_some_and(|until| until > before + Duration::from_secs(1)) {
-            return;
-        }
-        assert!(guard.is_held(), "the lease was lost: {:?}", guard.check());
-        assert!(Instant::now() < deadline, "no extend after the failover");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn busy_for(other: &LockClient, name: &str) {
-    // Trying once, a client meets its own dead connection first (the next
-    // request goes to the new primary): it tries again, and must never get in.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let tried = other
-            .acquire(
-                name,
-                &LockOptions::new(Duration::from_secs(5)).wait(Wait::TryOnce),
-            )
-            .await;
-        match tried {
-            Err(LockError::Busy { .. }) => return,
-            Err(LockError::Redis { .. } | LockError::Connection { .. })
-                if Instant::now() < deadline =>
-            {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            other => panic!("a second holder got in, or no answer: {other:?}"),
-        }
-    }
-}
 
 /// Through the sentinels to the primary; across a `SENTINEL FAILOVER` and a
 /// killed primary the holder keeps its lease (acknowledged by the replica),
@@ -90,7 +51,7 @@ async fn a_lease_follows_the_primary_through_failovers() {
 
     tokio::task::block_in_place(|| group.failover());
     extended_again(&guard, ttl).await;
-    busy_for(&holder, name).await;
+    busy_for_others(&holder, name).await;
     assert!(
         !waiting.is_finished(),
         "the waiter got in while the lock was held"
@@ -117,7 +78,7 @@ async fn a_lease_follows_the_primary_through_failovers() {
         "the holder keeps its lease: {:?}",
         second.check()
     );
-    busy_for(&holder, name).await;
+    busy_for_others(&holder, name).await;
     // Its client may meet its dead connection first: a failed release is
     // sent again in the background; never a lost lease.
     let released = second.release().await;

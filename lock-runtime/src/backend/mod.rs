@@ -185,15 +185,7 @@ impl Backend {
                 ));
             }
             let runtime = runtime_for(&server, settings)?;
-            let cluster = Cluster::connect(seeds, settings).await?;
-            let nodes = cluster.nodes;
-            return Backend::made(
-                Commands::Cluster(cluster.commands),
-                Box::new(move || nodes.clone()),
-                server,
-                settings,
-                runtime,
-            );
+            return Backend::connect_cluster(seeds, server, settings, runtime).await;
         }
         let redis = connect::open_client(&settings.url, settings.tls_root_certificate.clone())?;
         let server = redis.get_connection_info().addr().to_string();
@@ -208,15 +200,7 @@ impl Backend {
             }
             (ClusterMode::Detect | ClusterMode::Require, true, Some(seed)) => {
                 tracing::debug!(%server, "the server is a cluster node: connecting to the cluster");
-                let cluster = Cluster::connect(&seed, settings).await?;
-                let nodes = cluster.nodes;
-                return Backend::made(
-                    Commands::Cluster(cluster.commands),
-                    Box::new(move || nodes.clone()),
-                    server,
-                    settings,
-                    runtime,
-                );
+                return Backend::connect_cluster(&seed, server, settings, runtime).await;
             }
             (ClusterMode::Detect | ClusterMode::Require, true, None) => {
                 return Err(settings.config_error(
@@ -230,6 +214,24 @@ impl Backend {
         Backend::made(
             Commands::Single(single.commands),
             Box::new(move || vec![redis.clone()]),
+            server,
+            settings,
+            runtime,
+        )
+    }
+
+    /// Connects to the cluster `seeds` belong to.
+    async fn connect_cluster(
+        seeds: &Endpoints,
+        server: String,
+        settings: &Settings,
+        runtime: tokio::runtime::Handle,
+    ) -> Result<Backend, LockError> {
+        let cluster = Cluster::connect(seeds, settings).await?;
+        let nodes = cluster.nodes;
+        Backend::made(
+            Commands::Cluster(cluster.commands),
+            Box::new(move || nodes.clone()),
             server,
             settings,
             runtime,

@@ -5,50 +5,9 @@
 
 use std::time::Duration;
 
-use lock_runtime::{LockClient, LockError, LockGuard, LockOptions, Wait};
+use lock_runtime::{LockClient, LockError, LockOptions};
 use tests::RedisCluster;
-use tokio::time::Instant;
-
-/// Waits until `guard`'s lease is extended again: its local deadline moves
-/// past where it was when this was called, by a second at least (an extend
-/// moves it by a heartbeat, ttl / 3).
-async fn extended_again(guard: &LockGuard, ttl: Duration) {
-    let valid_until = |guard: &LockGuard| guard.time_left().map(|left| Instant::now() + left);
-    let before = valid_until(guard).expect("held");
-    let deadline = Instant::now() + ttl;
-    loop {
-        if valid_until(guard).is_some_and(|until| until > before + Duration::from_secs(1)) {
-            return;
-        }
-        assert!(guard.is_held(), "the lease was lost: {:?}", guard.check());
-        assert!(Instant::now() < deadline, "no extend after the failover");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// While the holder holds, another client trying once finds the lock busy.
-async fn busy_for_others(other: &LockClient, name: &str) {
-    // Trying once, a client meets its own dead connection first (the next
-    // request goes to the new primary): it tries again, and must never get in.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let tried = other
-            .acquire(
-                name,
-                &LockOptions::new(Duration::from_secs(5)).wait(Wait::TryOnce),
-            )
-            .await;
-        match tried {
-            Err(LockError::Busy { .. }) => return,
-            Err(LockError::Redis { .. } | LockError::Connection { .. })
-                if Instant::now() < deadline =>
-            {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            other => panic!("a second holder got in, or no answer: {other:?}"),
-        }
-    }
-}
+use tests::holds::{busy_for_others, extended_again};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_lease_survives_failovers_when_replicas_acknowledged_it() {
