@@ -47,3 +47,27 @@ pub async fn busy_for_others(other: &LockClient, name: &str) {
         }
     }
 }
+
+/// `client` takes lock `name` again (without asking for replicas: a promoted
+/// replica may have none left) and gets a fencing token above `previous`,
+/// then releases it.
+pub async fn fence_rises_after(
+    client: &LockClient,
+    name: &str,
+    options: &LockOptions,
+    previous: Option<u64>,
+) {
+    let previous = previous.expect("fenced locks in failover tests");
+    let mut alone = options.clone();
+    alone.replicas = None;
+    let again = client
+        .acquire(name, &alone)
+        .await
+        .expect("acquire after the failover");
+    let fence = again.fencing_token().expect("a fenced lock");
+    assert!(
+        fence > previous,
+        "fencing tokens rise across the failover: {fence} after {previous}"
+    );
+    again.release().await.expect("release after the failover");
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use lock_runtime::{LockClient, LockError, LockOptions, Wait};
 use tests::RedisSentinels;
-use tests::holds::{busy_for_others, extended_again};
+use tests::holds::{busy_for_others, extended_again, fence_rises_after};
 use tokio::time::Instant;
 
 /// Through the sentinels to the primary; across a `SENTINEL FAILOVER` and a
@@ -86,17 +86,7 @@ async fn a_lease_follows_the_primary_through_failovers() {
         !matches!(released, Err(LockError::Lost { .. })),
         "{released:?}"
     );
-    let mut alone = options.clone();
-    alone.replicas = None;
-    let third = holder
-        .acquire(name, &alone)
-        .await
-        .expect("acquire on the promoted replica");
-    assert!(
-        third.fencing_token() > second_fence,
-        "fencing tokens rise across the kill"
-    );
-    third.release().await.unwrap();
+    fence_rises_after(&holder, name, &options, second_fence).await;
 }
 
 /// A wrong master name, a URL without one, and sentinels that are not there:

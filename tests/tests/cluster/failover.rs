@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use lock_runtime::{LockClient, LockError, LockOptions};
 use tests::RedisCluster;
-use tests::holds::{busy_for_others, extended_again};
+use tests::holds::{busy_for_others, extended_again, fence_rises_after};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_lease_survives_failovers_when_replicas_acknowledged_it() {
@@ -85,15 +85,5 @@ async fn a_held_lease_survives_failovers_when_replicas_acknowledged_it() {
         ),
         "{third:?}"
     );
-    let mut unreplicated = options.clone();
-    unreplicated.replicas = None;
-    let fourth = holder
-        .acquire(name, &unreplicated)
-        .await
-        .expect("acquire without replicas");
-    assert!(
-        fourth.fencing_token() > second_token,
-        "fencing tokens rise across the kill"
-    );
-    fourth.release().await.unwrap();
+    fence_rises_after(&holder, name, &options, second_token).await;
 }
