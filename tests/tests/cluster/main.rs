@@ -14,6 +14,7 @@ use lock_runtime::{ClusterMode, LockClient, LockError, LockOptions, Wait};
 use tests::{RedisCluster, RedisServer};
 use tokio::time::Instant;
 
+mod auth;
 mod failover;
 
 /// Runs `scenario`, reporting its name if it fails.
