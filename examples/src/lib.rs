@@ -107,6 +107,21 @@ impl DemoRedis {
 }
 
 fn start_private_redis(url: &str, binary: &str) -> Result<DemoRedis, String> {
+    // A free port can be taken between finding it and the server binding it
+    // (tests start servers side by side): then the server exits, and another
+    // port is tried.
+    let mut last = String::new();
+    for _ in 0..5 {
+        match start_private_redis_once(url, binary)? {
+            Some(server) => return Ok(server),
+            None => last = "exited at start (its port was taken meanwhile?)".to_owned(),
+        }
+    }
+    Err(format!("the private redis-server {last}; tried 5 ports"))
+}
+
+/// `Ok(None)`: the server exited before it answered.
+fn start_private_redis_once(url: &str, binary: &str) -> Result<Option<DemoRedis>, String> {
     let no_binary = |error: std::io::Error| {
         format!(
             "no Redis answers at {url} and REDIS_URL is unset, and `{binary}` cannot be run ({error}). \
@@ -137,14 +152,24 @@ fn start_private_redis(url: &str, binary: &str) -> Result<DemoRedis, String> {
         .stderr(Stdio::null())
         .spawn()
         .map_err(no_binary)?;
-    let server = DemoRedis {
-        url: format!("redis://127.0.0.1:{port}"),
+    let url = format!("redis://127.0.0.1:{port}");
+    let mut server = DemoRedis {
+        url: url.clone(),
         private: Some((child, dir)),
     };
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok(server);
+        if let Some((child, _)) = server.private.as_mut()
+            && !matches!(child.try_wait(), Ok(None))
+        {
+            return Ok(None);
+        }
+        // Answers PING as a Redis server: not some other process that took the port.
+        let answers = redis::Client::open(url.as_str())
+            .and_then(|client| client.get_connection_with_timeout(Duration::from_millis(500)))
+            .and_then(|mut connection| redis::cmd("PING").query::<String>(&mut connection));
+        if answers.is_ok() {
+            return Ok(Some(server));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -173,7 +198,8 @@ mod tests {
             Err(problem) => panic!("{problem}"),
         };
         assert!(redis.private.is_some());
-        assert!(LockClient::connect(&redis.url).await.is_ok());
+        let connected = LockClient::connect(&redis.url).await;
+        assert!(connected.is_ok(), "{:?}", connected.err());
     }
 
     #[tokio::test]
