@@ -13,8 +13,17 @@ use crate::engine::release::release_lease;
 use crate::error::LockError;
 
 /// A held lease. Its heartbeat runs in the background while the guard lives;
-/// [`release`](LockGuard::release) ends it, and so does dropping the guard (without
-/// blocking: the release is spawned, and the ttl is the backstop).
+/// [`release`](LockGuard::release) ends it, and so does dropping the guard.
+///
+/// A guard dropped outside any async runtime (sync code, the end of `main`)
+/// waits for its release, a response timeout at most. Dropped inside one, it
+/// never blocks: the release is sent in the background, on the runtime the
+/// client's connections live on. If that runtime shuts down or the process
+/// exits before the release is sent, the lock stays held until its ttl runs
+/// out. A service that drops guards and then stops should first call
+/// [`flush_releases`](crate::flush_releases), which waits for every release still
+/// in flight. The default client's connections live on the crate's own runtime,
+/// so its releases outlive the caller's runtime (not the process).
 ///
 /// ```no_run
 /// # async fn demo(client: lock_runtime::LockClient) -> Result<(), lock_runtime::LockError> {
@@ -26,12 +35,11 @@ use crate::error::LockError;
 /// # Ok(()) }
 /// ```
 #[derive(Debug)]
-#[must_use = "dropping the guard releases the lock at once"]
+#[must_use = "dropping the guard releases the lock (in async code, in the background: see `flush_releases`)"]
 pub struct LockGuard {
     lease: Arc<Lease>,
     backend: Backend,
     min_hold: Option<Duration>,
-    runtime: tokio::runtime::Handle,
     heartbeat: Option<AbortOnDropHandle<()>>,
     /// Still owns the lease: dropping must release it.
     armed: bool,
@@ -44,11 +52,7 @@ pub struct LockGuard {
 impl LockGuard {
     /// The guard of a lease just won through `backend`.
     pub(crate) fn new(
-        Acquired {
-            lease,
-            heartbeat,
-            runtime,
-        }: Acquired,
+        Acquired { lease, heartbeat }: Acquired,
         backend: Backend,
         min_hold: Option<Duration>,
     ) -> Self {
@@ -56,7 +60,6 @@ impl LockGuard {
             lease,
             backend,
             min_hold,
-            runtime,
             heartbeat: Some(heartbeat),
             armed: true,
             released_while_held: false,
@@ -173,13 +176,26 @@ impl Drop for LockGuard {
         // from here, not from when the background release is answered.
         lease.ended();
         tracing::debug!(lock = %lease.name, "guard dropped; releasing in the background");
-        // Never block in drop: the release runs on the runtime captured at acquire
-        // time. If that runtime is gone, the ttl frees the lock.
-        self.runtime.spawn(async move {
+        // The release runs on the runtime the client's connections live on (for
+        // the default client and sync callers, the crate's own, which outlives
+        // the caller's), counted until done: `flush_releases` waits for it.
+        let done = self.backend.spawn_release(async move {
             if let Err(error) = release_lease(&backend, &lease, min_hold, turn, again).await {
                 tracing::debug!(%error, "background release after drop did not complete");
             }
         });
+        // Dropped outside any async runtime (sync code, or the end of `main`):
+        // nothing else would wait for the release, and blocking is what sync
+        // code does anyway, so wait for it here, for a response timeout at
+        // most. Inside a runtime, never block: it runs in the background.
+        // (A current-thread runtime runs nothing while no one drives it: no
+        // use waiting for it.)
+        if tokio::runtime::Handle::try_current().is_err()
+            && !crate::rt::on_background_thread()
+            && self.backend.runtime_has_own_threads()
+        {
+            let _ = done.recv_timeout(self.backend.response_timeout());
+        }
     }
 }
 

@@ -60,3 +60,4 @@ pub use guard::{LockGuard, LockHandle};
 pub use keys::{DEFAULT_PREFIX, MAX_NAME_LEN};
 pub use lock_macros::redis_locked;
 pub use options::{LockOptions, OnLost, Replicas, Wait};
+pub use rt::{flush_releases, flush_releases_blocking};

@@ -136,6 +136,7 @@ struct Inner {
     contention: Contention,
     /// The runtime the connections live on, where background work is spawned.
     runtime: tokio::runtime::Handle,
+    response_timeout: Duration,
 }
 
 impl std::fmt::Debug for Backend {
@@ -277,6 +278,7 @@ impl Backend {
                 notices,
                 contention: Contention::default(),
                 runtime,
+                response_timeout: settings.response_timeout,
             }),
         })
     }
@@ -303,9 +305,25 @@ impl Backend {
         &self.inner.notices
     }
 
-    /// The runtime the client's connections live on.
-    pub(crate) fn runtime(&self) -> &tokio::runtime::Handle {
-        &self.inner.runtime
+    /// Whether the connections' runtime runs tasks on threads of its own (a
+    /// multi-thread runtime), not only while someone blocks on it.
+    pub(crate) fn runtime_has_own_threads(&self) -> bool {
+        self.inner.runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+    }
+
+    /// How long one command may wait for its answer.
+    pub(crate) fn response_timeout(&self) -> Duration {
+        self.inner.response_timeout
+    }
+
+    /// Spawns a background release on the runtime the connections live on,
+    /// counted for [`flush_releases`](crate::flush_releases); the receiver gets
+    /// `()` once it is done.
+    pub(crate) fn spawn_release(
+        &self,
+        release: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::sync::mpsc::Receiver<()> {
+        crate::rt::spawn_release(&self.inner.runtime, release)
     }
 
     /// Whether the lock at `key` was lately found busy or handed on.

@@ -39,11 +39,10 @@ const LAST_ATTEMPT_GRACE: Duration = Duration::from_millis(250);
 const RECONNECT_FIRST: Duration = Duration::from_millis(20);
 const RECONNECT_CEILING: Duration = Duration::from_secs(1);
 
-/// A lease just won, with its heartbeat running on `runtime` (the caller's).
+/// A lease just won, with its heartbeat running on the caller's runtime.
 pub(crate) struct Acquired {
     pub(crate) lease: Arc<Lease>,
     pub(crate) heartbeat: AbortOnDropHandle<()>,
-    pub(crate) runtime: tokio::runtime::Handle,
 }
 
 /// Takes the lock `name` on the terms of `options`, waiting as they say: in
@@ -509,10 +508,6 @@ impl Waiter<'_> {
             self.options.max_hold,
             self.options.replicas,
         )));
-        Acquired {
-            lease,
-            heartbeat,
-            runtime: self.runtime.clone(),
-        }
+        Acquired { lease, heartbeat }
     }
 }

@@ -26,7 +26,8 @@ const RELEASE_ATTEMPTS: u32 = 7;
 /// after one that did its work changes nothing.
 pub(crate) fn release_in_background(backend: &Backend, key: String, token: String) {
     let releasing = backend.clone();
-    backend.runtime().spawn(async move {
+    // Not waited for: counted, for `flush_releases`.
+    let _done = backend.spawn_release(async move {
         let mut pause = RELEASE_RETRY_FIRST;
         for attempt in 1..=RELEASE_ATTEMPTS {
             match releasing.release(&key, &token, None).await {

@@ -12,6 +12,7 @@ mod lease;
 mod line;
 mod mutual_exclusion;
 mod reconnect;
+mod shutdown;
 mod waiting;
 
 use std::time::Duration;
