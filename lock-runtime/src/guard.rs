@@ -34,7 +34,6 @@ use crate::error::LockError;
 /// guard.release().await?;
 /// # Ok(()) }
 /// ```
-#[derive(Debug)]
 #[must_use = "dropping the guard releases the lock (in async code, in the background: see `flush_releases`)"]
 pub struct LockGuard {
     lease: Arc<Lease>,
@@ -161,6 +160,22 @@ impl LockGuard {
     }
 }
 
+/// The lock's name, fencing token, state, how long it has been held and how
+/// long it is certainly valid; never the lease token (the secret that
+/// authorises a release).
+impl std::fmt::Debug for LockGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.lease.describe("LockGuard", f)
+    }
+}
+
+/// As for [`LockGuard`]: never the lease token.
+impl std::fmt::Debug for LockHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.lease.describe("LockHandle", f)
+    }
+}
+
 impl Drop for LockGuard {
     fn drop(&mut self) {
         let Some(lease) = self.disarm() else {
@@ -203,7 +218,7 @@ impl Drop for LockGuard {
 ///
 /// Cheap to clone, `Send + Sync`, and usable after the guard is gone (it then
 /// reports the lease as no longer held).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LockHandle {
     lease: Arc<Lease>,
 }

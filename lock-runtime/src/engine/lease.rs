@@ -11,7 +11,6 @@ use super::line::Turn;
 use crate::error::{LockError, LostReason};
 use crate::validity::valid_until;
 
-#[derive(Debug)]
 pub(crate) struct Lease {
     pub(crate) name: String,
     pub(crate) key: String,
@@ -159,6 +158,31 @@ impl Lease {
             return None;
         }
         self.valid_until().checked_duration_since(Instant::now())
+    }
+
+    /// What `Debug` shows of a lease, under the type name `kind`: its name,
+    /// fencing token, how long it has been held, how long it is certainly
+    /// valid, and whether it was lost or released. Never the lease token (it
+    /// authorises a release) or raw `Instant`s.
+    pub(crate) fn describe(&self, kind: &str, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = if let Some(reason) = self.lost_reason.get() {
+            format!("lost ({reason})")
+        } else if self.is_lost() {
+            "lost".to_owned()
+        } else if self.is_released() {
+            "released".to_owned()
+        } else if self.is_held() {
+            "held".to_owned()
+        } else {
+            "expired".to_owned()
+        };
+        f.debug_struct(kind)
+            .field("name", &self.name)
+            .field("fence", &self.fence)
+            .field("state", &state)
+            .field("held_for", &self.held_since.elapsed())
+            .field("time_left", &self.time_left())
+            .finish()
     }
 
     pub(crate) fn lost_error(&self) -> LockError {

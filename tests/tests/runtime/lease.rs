@@ -466,3 +466,27 @@ async fn an_acquire_answered_too_late_is_given_back_despite_min_hold() {
         "took {took:?}: the late token's key was kept for min_hold"
     );
 }
+
+/// `Debug` of a guard or handle shows what an operator needs (name, fence,
+/// state, times) and never the lease token, which authorises a release.
+#[tokio::test]
+async fn debug_output_never_shows_the_lease_token() {
+    let server = RedisServer::start();
+    let locks = client(&server.url()).await;
+    let guard = locks
+        .acquire("debug-me", &ttl(10_000).fencing(true))
+        .await
+        .unwrap();
+    let token = get(&server, &locks.key_for("debug-me")).expect("held");
+    let fence = guard.fencing_token().unwrap();
+    for shown in [format!("{guard:?}"), format!("{:?}", guard.handle())] {
+        assert!(!shown.contains(&token), "the token leaked: {shown}");
+        assert!(!shown.contains("tv_sec"), "raw instants: {shown}");
+        assert!(shown.contains("debug-me"), "{shown}");
+        assert!(shown.contains(&fence.to_string()), "{shown}");
+        assert!(shown.contains("\"held\""), "{shown}");
+    }
+    let handle = guard.handle();
+    guard.release().await.unwrap();
+    assert!(format!("{handle:?}").contains("\"released\""), "{handle:?}");
+}
