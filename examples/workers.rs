@@ -135,7 +135,10 @@ async fn run_parent(args: Args) -> ExitCode {
         }
     };
     let target = format!("target:{:032x}", rand::rng().random::<u128>());
-    tracing::info!("app started, target = {target}, redis = {}", redis.url);
+    tracing::info!(
+        "app started, target = {target}, redis = {}",
+        lock_runtime::redact_url(&redis.url)
+    );
     let until_ms = now_us() / 1_000 + args.experiment_time_secs * 1_000;
     tracing::info!(
         "starting experiment for {} seconds with {} workers in {} process(es)",

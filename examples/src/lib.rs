@@ -76,9 +76,20 @@ impl DemoRedis {
     /// Finds or starts a Redis; the error says what to do when there is none.
     pub async fn find_or_start() -> Result<DemoRedis, String> {
         if let Ok(url) = std::env::var("REDIS_URL") {
-            return Ok(DemoRedis { url, private: None });
+            return DemoRedis::given(url).await;
         }
         DemoRedis::find_or_start_at(lock_runtime::DEFAULT_REDIS_URL, "redis-server").await
+    }
+
+    /// The server at `url` (from `REDIS_URL`), checked: a wrong or unreachable
+    /// one fails here, before the demo starts, with the password redacted.
+    pub async fn given(url: String) -> Result<DemoRedis, String> {
+        LockClient::builder(url.as_str())
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .map_err(|error| format!("REDIS_URL does not lead to a Redis: {error}"))?;
+        Ok(DemoRedis { url, private: None })
     }
 
     /// Uses the server at `url` if it answers, else starts `binary` on a free port.
@@ -200,6 +211,22 @@ mod tests {
         assert!(redis.private.is_some());
         let connected = LockClient::connect(&redis.url).await;
         assert!(connected.is_ok(), "{:?}", connected.err());
+    }
+
+    #[tokio::test]
+    async fn a_given_url_is_checked_before_the_demo_starts() {
+        let url = unused_url().replace("redis://", "redis://app:s3cret@");
+        let problem = DemoRedis::given(url).await.err().unwrap_or_default();
+        assert!(problem.contains("REDIS_URL"), "{problem}");
+        assert!(
+            !problem.contains("s3cret"),
+            "the password leaked: {problem}"
+        );
+        let malformed = DemoRedis::given("redis://:::".to_owned())
+            .await
+            .err()
+            .unwrap_or_default();
+        assert!(malformed.contains("REDIS_URL"), "{malformed}");
     }
 
     #[tokio::test]

@@ -50,7 +50,7 @@ mod rt;
 mod token;
 mod validity;
 
-pub use backend::ClusterMode;
+pub use backend::{ClusterMode, redact_url};
 pub use blocking::default_client_blocking;
 pub use builder::LockClientBuilder;
 pub use client::LockClient;

@@ -92,8 +92,17 @@ impl Endpoints {
     }
 }
 
-/// The URL with any password replaced by `***`, for messages and `Debug`.
-pub(crate) fn redact_url(url: &str) -> String {
+/// `url` with any password replaced by `***`, for logs and messages (the
+/// library's own errors and `Debug` output already do this).
+///
+/// ```
+/// assert_eq!(
+///     lock_runtime::redact_url("redis://app:s3cret@10.0.0.5:6379/0"),
+///     "redis://app:***@10.0.0.5:6379/0"
+/// );
+/// assert_eq!(lock_runtime::redact_url("redis://10.0.0.5"), "redis://10.0.0.5");
+/// ```
+pub fn redact_url(url: &str) -> String {
     if let Some((scheme, rest)) = url.split_once("://")
         && let Some((credentials, host)) = rest.rsplit_once('@')
     {

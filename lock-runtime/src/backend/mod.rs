@@ -26,7 +26,7 @@ use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 
 use cluster::Cluster;
 use connect::Endpoints;
-pub(crate) use connect::redact_url;
+pub use connect::redact_url;
 use contention::Contention;
 pub(crate) use notices::{NoticeNodes, Notices, Subscription};
 pub(crate) use protocol::{Attempt, AttemptRequest, Handoff, NextTask, Released};
