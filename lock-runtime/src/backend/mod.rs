@@ -390,6 +390,17 @@ impl Backend {
         }
     }
 
+    /// How long the lease at `key` has left (`PTTL`): `None` if the key is gone
+    /// or has no expiry.
+    pub(crate) async fn remaining_lease(&self, key: &str) -> RedisResult<Option<Duration>> {
+        let mut connection = self.inner.commands.clone();
+        let left: i64 = redis::cmd("PTTL")
+            .arg(key)
+            .query_async(&mut connection)
+            .await?;
+        Ok(u64::try_from(left).ok().map(Duration::from_millis))
+    }
+
     /// Compare-and-`PEXPIRE`: `true` if the key still held `token` and now lasts
     /// `ttl` more.
     pub(crate) async fn extend(&self, key: &str, token: &str, ttl: Duration) -> RedisResult<bool> {

@@ -173,9 +173,15 @@ impl Waiter<'_> {
             }
             Entry::InLine(ticket) => ticket,
         };
-        let given = tokio::time::timeout_at(deadline, ticket.given())
-            .await
-            .map_err(|_| self.timeout_error())?;
+        let Ok(given) = tokio::time::timeout_at(deadline, ticket.given()).await else {
+            // Timed out behind another task of this client: say when the lock
+            // may be free (the holder's remaining lease, one `PTTL`, briefly).
+            let remaining = self.backend.remaining_lease(&self.key);
+            if let Ok(Ok(Some(left))) = tokio::time::timeout(LAST_ATTEMPT_GRACE, remaining).await {
+                self.last_holder_ttl = Some((left, Instant::now()));
+            }
+            return Err(self.timeout_error());
+        };
         match given {
             Some(Given::Turn(mine, handed)) => {
                 // A release that may have taken the lock for us got no answer:

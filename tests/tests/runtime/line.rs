@@ -407,3 +407,35 @@ async fn a_lock_handed_too_late_to_count_on_is_confirmed_first() {
     assert_eq!(server.script_calls() - scripts_before, 2);
     guard.release().await.unwrap();
 }
+
+/// A task that times out in line behind another task of its own client is told
+/// when the lock may be free (the holder's remaining lease), as a waiter behind
+/// another process is: web handlers map it to `Retry-After`.
+#[tokio::test]
+async fn a_timeout_in_line_carries_the_holders_remaining_lease() {
+    let server = RedisServer::start();
+    let locks = client(&server.url()).await;
+    let ttl = Duration::from_secs(20);
+    let holder = locks
+        .acquire("in-line-timeout", &LockOptions::new(ttl))
+        .await
+        .unwrap();
+    let timed_out = locks
+        .acquire(
+            "in-line-timeout",
+            &LockOptions::new(ttl).wait(Wait::For(Duration::from_millis(200))),
+        )
+        .await;
+    match timed_out {
+        Err(LockError::Timeout {
+            retry_after: Some(left),
+            ..
+        }) => assert!(
+            left > Duration::from_secs(10) && left <= ttl,
+            "about the holder's lease left: {left:?}"
+        ),
+        other => panic!("a timeout with retry_after: {other:?}"),
+    }
+    assert_eq!(locks.tasks_in_line("in-line-timeout"), 0);
+    holder.release().await.unwrap();
+}
