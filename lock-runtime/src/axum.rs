@@ -4,11 +4,19 @@
 //! | error | status | why |
 //! | --- | --- | --- |
 //! | `Busy`, `Timeout` | 423 Locked, `Retry-After` = the holder's remaining lease (s) | someone else is working on this resource |
-//! | `Lost` | 503 Service Unavailable | the work was cut off: retrying is safe |
+//! | `Lost` | 503 Service Unavailable | the lease ended while the work ran (see below) |
 //! | `Connection`, `Redis` | 503 Service Unavailable, `Retry-After: 1` | the lock service is unreachable |
 //! | `InvalidName`, `Config` | 500 Internal Server Error | a bug in the service, not the request |
 //!
 //! The body is the error's message as plain text.
+//!
+//! `Lost` does not mean that retrying is safe. The body was cancelled at an
+//! await, or it ran to its end under [`OnLost::Notify`](crate::OnLost::Notify),
+//! so part of its work, or all of it, may already be done, and another holder may
+//! have overlapped it. A retry is safe only if the work is idempotent, or if
+//! its writes were fenced (the storage refused a stale fencing token) or made in
+//! one transaction that the cancellation rolled back. Tell the client what your
+//! handler guarantees.
 
 use axum_core::response::{IntoResponse, Response};
 use http::StatusCode;
