@@ -196,8 +196,6 @@ use proc_macro::TokenStream;
 /// error converted through the return type; a sync `fn` calls `run_blocking`, which
 /// is `LockClient::run_blocking`. The exact output for several shapes is checked in
 /// under `lock-macros/snapshots/`.
-///
-/// [`LockError`]: https://docs.rs/lock-runtime/latest/lock_runtime/enum.LockError.html
 #[proc_macro_attribute]
 pub fn redis_locked(args: TokenStream, item: TokenStream) -> TokenStream {
     redis_locked_impl(args.into(), item.into()).into()

@@ -58,6 +58,8 @@ pub use error::{LockError, LostReason};
 pub use global::{DEFAULT_REDIS_URL, default_client, set_default_client};
 pub use guard::{LockGuard, LockHandle};
 pub use keys::{DEFAULT_PREFIX, MAX_NAME_LEN};
+/// [`LockError`]: crate::LockError
+#[doc(inline)]
 pub use lock_macros::redis_locked;
 pub use options::{LockOptions, OnLost, Replicas, Wait};
 pub use rt::{flush_releases, flush_releases_blocking};
