@@ -8,7 +8,7 @@ use lock_runtime::{LockClient, LockError, LockOptions, Wait};
 use tests::RedisCluster;
 use tokio::time::Instant;
 
-use crate::spread_names;
+use crate::{spread_names, wait_then_release};
 
 const USER: &str = "locker";
 const PASSWORD: &str = "s3cret";
@@ -105,23 +105,13 @@ async fn credentials_reach_every_node() {
     .expect("connect as the user with a seed list");
     let name = names.last().unwrap().0.clone();
     let held = locks.acquire(&name, &options).await.unwrap();
-    let waiting = {
-        let (waiter, name, options) = (waiter.clone(), name.clone(), options.clone());
-        tokio::spawn(async move {
-            let guard = waiter
-                .acquire(&name, &options.wait(Wait::For(Duration::from_secs(20))))
-                .await?;
-            let acquired = Instant::now();
-            guard.release().await?;
-            Ok::<_, LockError>(acquired)
-        })
-    };
+    let waiting = wait_then_release(&waiter, &name, &options, Duration::from_secs(20));
     let busy = waiter
         .acquire(&name, &options.clone().wait(Wait::TryOnce))
         .await;
     assert!(matches!(busy, Err(LockError::Busy { .. })), "{busy:?}");
     let released = Instant::now();
     held.release().await.unwrap();
-    let acquired = waiting.await.unwrap().expect("the waiter gets the lock");
+    let (acquired, _) = waiting.await.unwrap().expect("the waiter gets the lock");
     assert!(acquired > released, "the waiter got in after the release");
 }

@@ -37,6 +37,26 @@ fn spread_names(cluster: &RedisCluster, locks: &LockClient) -> Vec<String> {
     names
 }
 
+/// A task that waits up to `wait` for lock `name`, then releases it at once:
+/// it ends with when it got the lock, and the fencing token it got.
+fn wait_then_release(
+    client: &LockClient,
+    name: &str,
+    options: &LockOptions,
+    wait: Duration,
+) -> tokio::task::JoinHandle<Result<(Instant, Option<u64>), LockError>> {
+    let (client, name, options) = (client.clone(), name.to_owned(), options.clone());
+    tokio::spawn(async move {
+        let guard = client
+            .acquire(&name, &options.wait(Wait::For(wait)))
+            .await?;
+        let acquired = Instant::now();
+        let fence = guard.fencing_token();
+        guard.release().await?;
+        Ok((acquired, fence))
+    })
+}
+
 /// Every notice channel subscribed on any node of the cluster.
 fn notice_channels(cluster: &RedisCluster) -> usize {
     cluster
@@ -165,20 +185,10 @@ async fn braces_keep_a_lock_in_one_slot(cluster: &RedisCluster) {
             .acquire(name, &options)
             .await
             .expect("fenced acquire");
-        let waiting = {
-            let (waiter, name, options) = (waiter.clone(), name.to_owned(), options.clone());
-            tokio::spawn(async move {
-                let guard = waiter
-                    .acquire(&name, &options.wait(Wait::For(Duration::from_secs(10))))
-                    .await?;
-                let fence = guard.fencing_token();
-                guard.release().await?;
-                Ok::<_, LockError>(fence)
-            })
-        };
+        let waiting = wait_then_release(&waiter, name, &options, Duration::from_secs(10));
         let fence = first.fencing_token();
         first.release().await.unwrap();
-        let next = waiting
+        let (_, next) = waiting
             .await
             .unwrap()
             .expect("the waiter is handed the lock");
@@ -202,15 +212,12 @@ async fn a_waiter_is_woken_by_a_release_on_another_node(cluster: &RedisCluster) 
     }
     let mut waits = Vec::new();
     for name in &names[..3] {
-        let (waiter, name, options) = (waiter.clone(), name.clone(), options.clone());
-        waits.push(tokio::spawn(async move {
-            let guard = waiter
-                .acquire(&name, &options.wait(Wait::For(Duration::from_secs(20))))
-                .await?;
-            let acquired = Instant::now();
-            guard.release().await?;
-            Ok::<_, LockError>(acquired)
-        }));
+        waits.push(wait_then_release(
+            &waiter,
+            name,
+            &options,
+            Duration::from_secs(20),
+        ));
     }
     // Every waiter queued, and past its first wake-up: the next can only be
     // a release's notice or a poll seconds away.
@@ -241,7 +248,7 @@ async fn a_waiter_is_woken_by_a_release_on_another_node(cluster: &RedisCluster) 
     for (guard, wait) in guards.into_iter().zip(waits) {
         let released = Instant::now();
         guard.release().await.unwrap();
-        let acquired = wait.await.unwrap().expect("the waiter gets the lock");
+        let (acquired, _) = wait.await.unwrap().expect("the waiter gets the lock");
         assert!(
             acquired - released < Duration::from_millis(2_000),
             "woken by the notice, not a poll: {:?}",
