@@ -21,6 +21,7 @@ async fn post(state: &AppState, account: u64) -> Result<impl Display, AppError> 
             __lock_client,
             &__lock_name,
             &__lock_options,
+            my_app::locks::__private::LockedReturn::from_lock_error,
             move |lock: my_app::locks::__private::LockHandle| async move {
                 #[allow(
                     unreachable_code,

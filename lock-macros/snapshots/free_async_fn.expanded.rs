@@ -8,6 +8,7 @@ pub async fn settle(id: u64) -> Result<Receipt, AppError> {
             __lock_client,
             &__lock_name,
             &__lock_options,
+            ::lock_runtime::__private::LockedReturn::from_lock_error,
             move |_: ::lock_runtime::__private::LockHandle| async move {
                 #[allow(
                     unreachable_code,

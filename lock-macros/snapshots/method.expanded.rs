@@ -15,6 +15,7 @@ async fn deposit(&self, id: u64, amount: u64) -> Result<u64, LockError> {
             __lock_client,
             &__lock_name,
             &__lock_options,
+            ::lock_runtime::__private::LockedReturn::from_lock_error,
             move |_: ::lock_runtime::__private::LockHandle| async move {
                 #[allow(
                     unreachable_code,

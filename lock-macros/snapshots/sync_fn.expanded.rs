@@ -9,6 +9,7 @@ fn nightly_export(path: &Path) -> std::io::Result<()> {
         __lock_client,
         &__lock_name,
         &__lock_options,
+        ::lock_runtime::__private::LockedReturn::from_lock_error,
         move |_: ::lock_runtime::__private::LockHandle| {
             #[allow(
                 unreachable_code,

@@ -52,10 +52,11 @@ pub(crate) fn expand(args: &Args, function: &ItemFn) -> Option<TokenStream> {
     let private_at_return = respan(private.clone(), return_span);
     let call = if sig.asyncness.is_some() {
         quote_spanned! {return_span=>
-            #private_at_return::run_async(
+            #private::run_async(
                 #client_var,
                 &#name_var,
                 &#options_var,
+                #private_at_return::LockedReturn::from_lock_error,
                 move |#handle: #private::LockHandle| async move {
                     #fake_return
                     #(#stmts)*
@@ -65,10 +66,11 @@ pub(crate) fn expand(args: &Args, function: &ItemFn) -> Option<TokenStream> {
         }
     } else {
         quote_spanned! {return_span=>
-            #private_at_return::run_blocking(
+            #private::run_blocking(
                 #client_var,
                 &#name_var,
                 &#options_var,
+                #private_at_return::LockedReturn::from_lock_error,
                 move |#handle: #private::LockHandle| {
                     #fake_return
                     #(#stmts)*

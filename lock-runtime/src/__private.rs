@@ -12,10 +12,14 @@ pub use core::time::Duration;
 
 /// How an annotated function returns a [`LockError`] (lock busy, wait timed out,
 /// lease lost, Redis unreachable) through its own return type.
+///
+/// The impls are `do_not_recommend`: a wrong return type is then reported with
+/// this trait's message at the user's return type, not as a list of impls and
+/// nested bounds inside this module.
 #[diagnostic::on_unimplemented(
     message = "`#[redis_locked]` cannot return a lock failure through `{Self}`",
     label = "this return type cannot carry a `LockError`",
-    note = "return `Result<T, E>` where `E: From<LockError>` (e.g. `LockError`, `std::io::Error`, `anyhow::Error`, or your error type with a `From<LockError>` impl)",
+    note = "return `Result<T, E>` with an error type `E` that implements `From<LockError>`: e.g. `LockError`, `anyhow::Error`, `std::io::Error`, or your own error type (`String` and `&str` do not)",
     note = "or return `()`: a function that could not take the lock then logs why (a `tracing` event) and does nothing, like a skipped job tick"
 )]
 pub trait LockedReturn: Sized {
@@ -23,12 +27,14 @@ pub trait LockedReturn: Sized {
     fn from_lock_error(error: LockError) -> Self;
 }
 
+#[diagnostic::do_not_recommend]
 impl<T, E: From<LockError>> LockedReturn for Result<T, E> {
     fn from_lock_error(error: LockError) -> Self {
         Err(E::from(error))
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl LockedReturn for () {
     fn from_lock_error(error: LockError) -> Self {
         if error.is_contended() {
@@ -60,10 +66,10 @@ pub async fn run_async<R, F, Fut>(
     client: Option<LockClient>,
     name: &str,
     options: &LockOptions,
+    on_error: fn(LockError) -> R,
     body: F,
 ) -> R
 where
-    R: LockedReturn,
     F: FnOnce(LockHandle) -> Fut,
     Fut: Future<Output = R>,
 {
@@ -71,12 +77,12 @@ where
         Some(client) => client,
         None => match crate::default_client().await {
             Ok(client) => client,
-            Err(error) => return R::from_lock_error(error),
+            Err(error) => return on_error(error),
         },
     };
     match client.run_with(name, options, body).await {
         Ok(output) => output,
-        Err(error) => R::from_lock_error(error),
+        Err(error) => on_error(error),
     }
 }
 
@@ -85,21 +91,21 @@ pub fn run_blocking<R, F>(
     client: Option<LockClient>,
     name: &str,
     options: &LockOptions,
+    on_error: fn(LockError) -> R,
     body: F,
 ) -> R
 where
-    R: LockedReturn,
     F: FnOnce(LockHandle) -> R,
 {
     let client = match client {
         Some(client) => client,
         None => match crate::default_client_blocking() {
             Ok(client) => client,
-            Err(error) => return R::from_lock_error(error),
+            Err(error) => return on_error(error),
         },
     };
     match client.run_blocking(name, options, body) {
         Ok(output) => output,
-        Err(error) => R::from_lock_error(error),
+        Err(error) => on_error(error),
     }
 }
