@@ -100,6 +100,9 @@ impl Errors {
 #[derive(Default)]
 struct Raw {
     values: Vec<(String, Span, Expr)>,
+    /// Valid keys an unknown key was taken for (`tll` for `ttl`): already
+    /// reported, so not reported again as missing.
+    meant: Vec<&'static str>,
 }
 
 /// Parses the attribute's tokens. Syntax errors (not `key = value`) stop parsing
@@ -118,13 +121,20 @@ pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> Option<Args> {
             let shown = quote::ToTokens::to_token_stream(&meta.path)
                 .to_string()
                 .replace(' ', "");
-            errors.at(
-                span,
-                format!(
+            let message = match nearest_key(&key) {
+                Some(meant) => {
+                    raw.meant.push(meant);
+                    format!(
+                        "unknown argument `{shown}` for #[redis_locked]; did you mean `{meant}`? ({})",
+                        example(meant)
+                    )
+                }
+                None => format!(
                     "unknown argument `{shown}` for #[redis_locked]; valid arguments are: {}",
                     KEYS.join(", ")
                 ),
-            );
+            };
+            errors.at(span, message);
             if meta.input.peek(syn::Token![=]) {
                 let _: Expr = meta.value()?.parse()?;
             }
@@ -147,6 +157,44 @@ pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> Option<Args> {
         return None;
     }
     Some(interpret(raw, errors))
+}
+
+/// The valid key an unknown one is most likely a typo of: at most one edit per
+/// three letters away (`tll` → `ttl`, `hearbeat` → `heartbeat`), or the same
+/// letters in another case.
+fn nearest_key(unknown: &str) -> Option<&'static str> {
+    let unknown = unknown.to_ascii_lowercase();
+    KEYS.iter()
+        .map(|key| (edit_distance(&unknown, key), *key))
+        .filter(|(distance, key)| *distance <= (key.len() / 3).max(1))
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, key)| key)
+}
+
+/// Levenshtein distance, counting a swap of two neighbouring letters as one edit.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    // rows[i][j]: the distance between a[..i] and b[..j].
+    let mut rows = vec![vec![0; b.len() + 1]; a.len() + 1];
+    for (i, row) in rows.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in rows[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let substitution = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (rows[i - 1][j] + 1)
+                .min(rows[i][j - 1] + 1)
+                .min(rows[i - 1][j - 1] + substitution);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(rows[i - 2][j - 2] + 1);
+            }
+            rows[i][j] = best;
+        }
+    }
+    rows[a.len()][b.len()]
 }
 
 fn example(key: &str) -> &'static str {
@@ -186,6 +234,8 @@ fn interpret(raw: Raw, errors: &mut Errors) -> Args {
     let mut min_hold = None;
     let mut krate: Path = syn::parse_quote!(::lock_runtime);
     let given = |wanted: &str| raw.values.iter().any(|(key, _, _)| key == wanted);
+    // A key taken for a typo of `name` or `ttl` was reported as such already.
+    let given = |wanted: &str| given(wanted) || raw.meant.contains(&wanted);
     let (name_given, ttl_given) = (given("name"), given("ttl"));
     let fail = |errors: &mut Errors, span: Span, message: String| errors.at(span, message);
     for (key, _key_span, value) in raw.values {
@@ -461,5 +511,16 @@ mod tests {
         assert_eq!(parse_duration_text("1.5s"), None);
         assert_eq!(parse_duration_text("30"), None);
         assert_eq!(parse_duration_text("s"), None);
+    }
+
+    #[test]
+    fn typos_name_the_argument_meant() {
+        assert_eq!(nearest_key("tll"), Some("ttl"));
+        assert_eq!(nearest_key("TTL"), Some("ttl"));
+        assert_eq!(nearest_key("nmae"), Some("name"));
+        assert_eq!(nearest_key("hearbeat"), Some("heartbeat"));
+        assert_eq!(nearest_key("onlost"), Some("on_lost"));
+        assert_eq!(nearest_key("timeout"), None);
+        assert_eq!(nearest_key("x"), None);
     }
 }
