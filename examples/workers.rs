@@ -28,9 +28,17 @@ use examples::DemoRedis;
 use lock_runtime::{LockClient, LockError, LockHandle, LockOptions, Wait, redis_locked};
 use rand::Rng;
 
-/// Workers contending for one resource through a Redis lock.
+/// The seed experiment: workers contend for one resource through a Redis lock.
+///
+/// Each winner holds the resource for a random number of whole seconds, in random
+/// "atomic" steps, under a lease that its heartbeat keeps alive; the others wait
+/// for it. At the end the demo prints every hold, which workers (and processes)
+/// never got a turn, and checks from times the workers recorded themselves that no
+/// two holds overlapped (exit status 1 if any did). Uses `REDIS_URL`, or a private
+/// `redis-server` it starts when no URL is given and nothing answers on
+/// 127.0.0.1:6379.
 #[derive(Debug, Clone, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// How many workers contend for the resource.
     #[arg(long, env = "WORKERS_COUNT", default_value_t = 10)]
@@ -72,6 +80,13 @@ struct Args {
     /// Internal: the lock name the parent chose.
     #[arg(long, hide = true)]
     target: Option<String>,
+}
+
+/// One OS process of the experiment and the workers it ran.
+#[derive(Debug, Clone)]
+struct Process {
+    id: u32,
+    workers: std::ops::Range<usize>,
 }
 
 /// One hold, timed by the worker itself (not by the lock).
@@ -146,9 +161,13 @@ async fn run_parent(args: Args) -> ExitCode {
         args.workers_count,
         args.processes
     );
-    let holds = if args.processes == 1 {
+    let (holds, processes) = if args.processes == 1 {
+        let process = Process {
+            id: std::process::id(),
+            workers: 0..args.workers_count,
+        };
         match run_workers(&args, &redis.url, &target, 0, args.workers_count, until_ms).await {
-            Ok(holds) => holds,
+            Ok(holds) => (holds, vec![process]),
             Err(error) => {
                 tracing::error!("{error}");
                 return ExitCode::from(2);
@@ -164,7 +183,7 @@ async fn run_parent(args: Args) -> ExitCode {
         }
     };
     tracing::info!("app finished");
-    report(holds)
+    report(holds, &processes, &args)
 }
 
 /// Splits the workers over child processes of this same program; collects the
@@ -174,9 +193,10 @@ async fn run_processes(
     url: &str,
     target: &str,
     until_ms: u64,
-) -> Result<Vec<Hold>, String> {
+) -> Result<(Vec<Hold>, Vec<Process>), String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
     let mut children = Vec::new();
+    let mut processes = Vec::new();
     let mut first = 0;
     for index in 0..args.processes {
         let count = args.workers_count / args.processes
@@ -210,6 +230,10 @@ async fn run_processes(
             .stdout(Stdio::piped())
             .spawn()
             .map_err(|e| format!("cannot start a worker process: {e}"))?;
+        processes.push(Process {
+            id: child.id(),
+            workers: first..first + count,
+        });
         first += count;
         children.push(child);
     }
@@ -234,7 +258,7 @@ async fn run_processes(
     .map_err(|e| format!("collecting worker processes failed: {e}"))?;
     let (holds, failures) = collected;
     if failures.is_empty() {
-        Ok(holds)
+        Ok((holds, processes))
     } else {
         Err(failures.join("; "))
     }
@@ -420,8 +444,9 @@ async fn work(worker: usize, lock: &LockHandle, args: &Args, holds: &Mutex<Vec<H
     }
 }
 
-/// Prints the holds in order and checks that none overlapped.
-fn report(mut holds: Vec<Hold>) -> ExitCode {
+/// Prints the holds in order, who never got a turn, and checks that no two holds
+/// overlapped.
+fn report(mut holds: Vec<Hold>, processes: &[Process], args: &Args) -> ExitCode {
     holds.sort_by_key(|hold| hold.start_us);
     let time = |us: u64| {
         chrono::DateTime::from_timestamp_micros(us as i64)
@@ -459,6 +484,9 @@ fn report(mut holds: Vec<Hold>) -> ExitCode {
         .map(|pair| pair[1].start_us.saturating_sub(pair[0].end_us))
         .min();
     println!();
+    for line in no_turn(&holds, processes, args) {
+        println!("{line}");
+    }
     if holds.is_empty() {
         println!("check: FAILED, nobody held the resource");
         return ExitCode::FAILURE;
@@ -491,4 +519,42 @@ fn report(mut holds: Vec<Hold>) -> ExitCode {
         ))
     );
     ExitCode::SUCCESS
+}
+
+/// Lines naming the workers, and with several processes the processes, that never
+/// held the resource, and why: holds are serial, so an experiment of `T` seconds
+/// with holds of `min..=max` seconds gives at most about `T / min` turns.
+fn no_turn(holds: &[Hold], processes: &[Process], args: &Args) -> Vec<String> {
+    let held: std::collections::BTreeSet<usize> = holds.iter().map(|hold| hold.worker).collect();
+    let waited: Vec<String> = (0..args.workers_count)
+        .filter(|worker| !held.contains(worker))
+        .map(|worker| format!("[worker-{worker}]"))
+        .collect();
+    if waited.is_empty() {
+        return vec!["every worker held the resource at least once".into()];
+    }
+    let mut lines = vec![format!(
+        "never held it: {} ({} of {}): the experiment ended while they waited (holds are one at a time: \
+         {}-{} s each fit at most about {} into {} s)",
+        waited.join(", "),
+        waited.len(),
+        args.workers_count,
+        args.work_lock_min_secs,
+        args.work_lock_max_secs,
+        args.experiment_time_secs / args.work_lock_min_secs.max(1) + 1,
+        args.experiment_time_secs,
+    )];
+    if processes.len() > 1 {
+        for process in processes {
+            if !process.workers.clone().any(|worker| held.contains(&worker)) {
+                lines.push(format!(
+                    "process {} (workers {}-{}) got no turn",
+                    process.id,
+                    process.workers.start,
+                    process.workers.end.saturating_sub(1)
+                ));
+            }
+        }
+    }
+    lines
 }
