@@ -13,7 +13,7 @@ pub(crate) fn open_client(
 ) -> Result<redis::Client, LockError> {
     open(url, tls_root_certificate).map_err(|error| LockError::Config {
         subject: format!("Redis URL `{}`", redact_url(url)),
-        reason: url_error_hint(&error),
+        reason: url_error_hint(url, &error),
     })
 }
 
@@ -112,16 +112,71 @@ pub fn redact_url(url: &str) -> String {
     url.to_owned()
 }
 
-fn url_error_hint(error: &redis::RedisError) -> String {
-    let mut reason = error.to_string();
+const URL_FORMS: &str =
+    "expected redis://[user:password@]host[:port][/db], rediss://… or redis+unix:///path";
+
+/// What is wrong with a URL the redis crate rejected, in our words where we can
+/// tell (scheme, host, port, database), else the crate's reason.
+fn url_error_hint(url: &str, error: &redis::RedisError) -> String {
+    let reason = error.to_string();
     if reason.contains("TLS") || reason.contains("tls") {
-        reason.push_str(" (rediss:// needs lock-runtime's `tls` feature)");
-    } else {
-        reason.push_str(
-            " (expected redis://[user:password@]host[:port][/db], rediss://… or redis+unix:///path)",
-        );
+        return format!("{reason} (rediss:// needs lock-runtime's `tls` feature)");
     }
-    reason
+    match url_problem(url) {
+        Some(problem) => format!("{problem} ({URL_FORMS})"),
+        None => format!("the redis crate cannot use it: {reason} ({URL_FORMS})"),
+    }
+}
+
+/// The first thing wrong with `url` as a `redis://` / `rediss://` /
+/// `redis+unix://` URL, if it is one we can name.
+fn url_problem(url: &str) -> Option<String> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Some(
+            "it has no scheme: it must start with `redis://`, `rediss://` or `redis+unix://`"
+                .into(),
+        );
+    };
+    match scheme {
+        "redis" | "rediss" => {}
+        "redis+unix" | "unix" => {
+            return rest
+                .is_empty()
+                .then(|| "it names no socket path, e.g. `redis+unix:///run/redis.sock`".into());
+        }
+        other => {
+            return Some(format!(
+                "scheme `{other}` is not one Redis speaks: use `redis://`, `rediss://` (TLS) or `redis+unix://`"
+            ));
+        }
+    }
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let host_port = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    // `[::1]` is a host without a port; `[::1]:6379` and `h:6379` have one.
+    let (host, port) = match host_port.rsplit_once(':') {
+        Some((host, port)) if !host_port.ends_with(']') => (host, Some(port)),
+        _ => (host_port, None),
+    };
+    if host.is_empty() {
+        return Some("it names no host, e.g. `redis://127.0.0.1:6379`".into());
+    }
+    if host.chars().any(|c| c.is_whitespace()) {
+        return Some("the host contains a space".into());
+    }
+    if let Some(port) = port
+        && !port.parse::<u16>().is_ok_and(|port| port > 0)
+    {
+        return Some(format!("port `{port}` is not a number from 1 to 65535"));
+    }
+    let db = tail.strip_prefix('/').unwrap_or_default();
+    let db = db.split(['?', '#']).next().unwrap_or_default();
+    if !db.is_empty() && db.parse::<u32>().is_err() {
+        return Some(format!("database `/{db}` is not a number (e.g. `/0`)"));
+    }
+    None
 }
 
 /// The [`LockError::Connection`] for `server` when connecting failed with `error`
@@ -163,6 +218,31 @@ fn describe_connect_error(error: &redis::RedisError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn malformed_urls_are_explained_in_our_words() {
+        let problem = |url| url_problem(url).unwrap_or_default();
+        assert!(problem("redis//oops").contains("no scheme"));
+        assert!(problem("not a url").contains("no scheme"));
+        assert!(problem("http://127.0.0.1:6379").contains("scheme `http`"));
+        assert!(problem("redis://:6379").contains("no host"));
+        assert!(problem("redis://u:p@:6379").contains("no host"));
+        assert!(problem("redis://bad host/").contains("space"));
+        assert!(problem("redis://127.0.0.1:99999999").contains("port `99999999`"));
+        assert!(problem("redis://127.0.0.1:abc").contains("port `abc`"));
+        assert!(problem("redis://127.0.0.1:6379/x").contains("database `/x`"));
+        assert!(problem("redis+unix://").contains("socket path"));
+        for fine in [
+            "redis://127.0.0.1:6379",
+            "redis://127.0.0.1",
+            "rediss://u:p@host:6380/2",
+            "redis://[::1]:6379/0?protocol=resp3",
+            "redis://[::1]",
+            "redis+unix:///run/redis.sock",
+        ] {
+            assert_eq!(url_problem(fine), None, "{fine}");
+        }
+    }
 
     #[test]
     fn passwords_are_redacted() {

@@ -41,10 +41,18 @@ async fn inconsistent_options_are_config_errors_naming_the_lock() {
 
 #[tokio::test]
 async fn a_malformed_url_is_a_config_error() {
-    for url in ["not a url", "http://127.0.0.1:6379", "redis://:99999999"] {
+    for (url, said) in [
+        ("not a url", "no scheme"),
+        ("http://127.0.0.1:6379", "scheme `http`"),
+        ("redis://127.0.0.1:99999999", "port `99999999`"),
+        ("redis://:6379", "no host"),
+    ] {
         let error = LockClient::connect(url).await.unwrap_err();
         assert!(matches!(error, LockError::Config { .. }), "{url}: {error}");
-        assert!(error.to_string().contains("Redis URL"), "{error}");
+        let message = error.to_string();
+        assert!(message.contains("Redis URL"), "{message}");
+        assert!(message.contains(said), "{url}: {message}");
+        assert!(!message.contains("InvalidClientConfig"), "{message}");
     }
     let error = LockClient::connect("redis://user:hunter2@bad host/")
         .await
