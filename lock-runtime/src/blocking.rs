@@ -37,6 +37,20 @@ impl LockClient {
     /// [`run_with`](LockClient::run_with) for synchronous code. A sync body cannot
     /// be interrupted: if the lease is lost while it runs, it runs to its end and
     /// the result is [`LockError::Lost`] instead of its output.
+    ///
+    /// ```no_run
+    /// # use lock_runtime::{LockClient, LockError, LockOptions};
+    /// # fn compact(_: &str) -> std::io::Result<()> { Ok(()) }
+    /// # fn demo(client: LockClient) -> Result<(), Box<dyn std::error::Error>> {
+    /// let options = LockOptions::default();
+    /// std::thread::scope(|scope| {
+    ///     for _ in 0..4 {
+    ///         // At most one of these threads compacts at a time, across processes too.
+    ///         scope.spawn(|| client.run_blocking("compaction", &options, |lock| compact(lock.name())));
+    ///     }
+    /// });
+    /// # Ok(()) }
+    /// ```
     pub fn run_blocking<T>(
         &self,
         name: &str,
@@ -54,13 +68,30 @@ impl LockClient {
 }
 
 impl LockGuard {
-    /// [`release`](LockGuard::release) for synchronous code.
+    /// [`release`](LockGuard::release) for synchronous code: blocks the calling
+    /// thread until Redis answers (a response timeout at most).
+    ///
+    /// ```no_run
+    /// # fn demo(client: lock_runtime::LockClient) -> Result<(), lock_runtime::LockError> {
+    /// let guard = client.acquire_blocking("ledger", &lock_runtime::LockOptions::default())?;
+    /// // ... work ...
+    /// guard.release_blocking()?; // Err(Lost) if the lease ran out meanwhile
+    /// # Ok(()) }
+    /// ```
     pub fn release_blocking(self) -> Result<(), LockError> {
         block_on_background(self.release())?
     }
 }
 
 /// [`default_client`](crate::default_client) for synchronous code.
+///
+/// ```no_run
+/// # fn demo() -> Result<(), lock_runtime::LockError> {
+/// let client = lock_runtime::default_client_blocking()?; // REDIS_URL, or 127.0.0.1:6379
+/// let guard = client.acquire_blocking("cleanup", &lock_runtime::LockOptions::default())?;
+/// guard.release_blocking()
+/// # }
+/// ```
 pub fn default_client_blocking() -> Result<LockClient, LockError> {
     block_on_background(crate::global::default_client())?
 }

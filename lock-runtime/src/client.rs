@@ -173,6 +173,23 @@ impl LockClient {
     /// with [`OnLost::Notify`] it runs to its end first. A body that completes after
     /// its lease's validity ran out is `Lost` too. Dropping the returned future
     /// releases the lock.
+    ///
+    /// `run` is for a body that needs nothing from the lease; [`run_with`](Self::run_with)
+    /// hands the body a [`LockHandle`] (fencing token, `check()`).
+    ///
+    /// ```no_run
+    /// # use lock_runtime::{LockClient, LockError, LockOptions, Wait};
+    /// # async fn send_invoices() -> usize { 0 }
+    /// # async fn demo(client: LockClient) -> Result<(), LockError> {
+    /// use std::time::Duration;
+    /// let options = LockOptions::new(Duration::from_secs(30)).wait(Wait::TryOnce);
+    /// match client.run("invoices:monthly", &options, send_invoices()).await {
+    ///     Ok(sent) => println!("sent {sent} invoices"),
+    ///     Err(error) if error.is_contended() => println!("another worker is on it"),
+    ///     Err(error) => return Err(error),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn run<F: Future>(
         &self,
         name: &str,
@@ -183,7 +200,21 @@ impl LockClient {
     }
 
     /// Like [`run`](Self::run), giving the body a [`LockHandle`] (fencing token,
-    /// `is_held`, `lost()`).
+    /// `is_held`, `check()`, `lost()`).
+    ///
+    /// ```no_run
+    /// # use lock_runtime::{LockClient, LockError, LockOptions};
+    /// # async fn save(_: &str, _: Option<u64>) -> Result<(), LockError> { Ok(()) }
+    /// # async fn demo(client: LockClient) -> Result<(), LockError> {
+    /// let options = LockOptions::default().fencing(true);
+    /// client
+    ///     .run_with("profile:42", &options, |lock| async move {
+    ///         // The storage rejects writes with a token older than one it has seen.
+    ///         save("profile:42", lock.fencing_token()).await
+    ///     })
+    ///     .await??;
+    /// # Ok(()) }
+    /// ```
     pub async fn run_with<F, Fut>(
         &self,
         name: &str,

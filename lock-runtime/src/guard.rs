@@ -15,6 +15,9 @@ use crate::error::LockError;
 /// A held lease. Its heartbeat runs in the background while the guard lives;
 /// [`release`](LockGuard::release) ends it, and so does dropping the guard.
 ///
+/// The guard *owns* the lease (ending it releases the lock); a [`LockHandle`]
+/// only *observes* it, for the code the lease protects.
+///
 /// A guard dropped outside any async runtime (sync code, the end of `main`)
 /// waits for its release, a response timeout at most. Dropped inside one, it
 /// never blocks: the release is sent in the background, on the runtime the
@@ -86,18 +89,64 @@ impl LockGuard {
         self.lease.time_left()
     }
 
-    /// `Ok(())` while held, else the [`LockError::Lost`] saying why.
+    /// `Ok(())` while held, else the [`LockError::Lost`] saying why: use it with
+    /// `?` before each step that must not run without the lock.
+    ///
+    /// ```no_run
+    /// # use lock_runtime::{LockClient, LockError, LockOptions};
+    /// # async fn write(_: u64) {}
+    /// # async fn demo(client: LockClient, rows: Vec<u64>) -> Result<(), LockError> {
+    /// let guard = client.acquire("import", &LockOptions::default()).await?;
+    /// for row in rows {
+    ///     guard.check()?; // the lease still covers this step
+    ///     write(row).await;
+    /// }
+    /// guard.release().await
+    /// # }
+    /// ```
     pub fn check(&self) -> Result<(), LockError> {
         self.handle().check()
     }
 
     /// Completes with [`LockError::Lost`] when the lease is lost (never, if it is
     /// released first). The future is `'static` and can be moved into a task.
+    ///
+    /// Race it against the work to stop the moment the lock is gone (what
+    /// [`LockClient::run`](crate::LockClient::run) does for you):
+    ///
+    /// ```no_run
+    /// # use lock_runtime::{LockClient, LockError, LockOptions};
+    /// # async fn rebuild_index() -> Result<(), LockError> { Ok(()) }
+    /// # async fn demo(client: LockClient) -> Result<(), LockError> {
+    /// let guard = client.acquire("search-index", &LockOptions::default()).await?;
+    /// tokio::select! {
+    ///     lost = guard.lost() => return Err(lost), // the work is dropped here
+    ///     done = rebuild_index() => done?,
+    /// }
+    /// guard.release().await
+    /// # }
+    /// ```
     pub fn lost(&self) -> impl Future<Output = LockError> + Send + use<> {
         self.handle().lost()
     }
 
-    /// A cheap, cloneable view of this lease for the code it protects.
+    /// A cheap, cloneable view of this lease for the code it protects: hand it to
+    /// the functions or tasks doing the work while the guard stays with the code
+    /// that releases.
+    ///
+    /// ```no_run
+    /// # use lock_runtime::{LockClient, LockError, LockHandle, LockOptions};
+    /// async fn upload(lock: LockHandle, part: u32) -> Result<(), LockError> {
+    ///     lock.check()?;
+    ///     // ... send `part`, tagged with `lock.fencing_token()` ...
+    ///     Ok(())
+    /// }
+    /// # async fn demo(client: LockClient) -> Result<(), LockError> {
+    /// let guard = client.acquire("backup", &LockOptions::default().fencing(true)).await?;
+    /// tokio::try_join!(upload(guard.handle(), 0), upload(guard.handle(), 1))?;
+    /// guard.release().await
+    /// # }
+    /// ```
     pub fn handle(&self) -> LockHandle {
         LockHandle {
             lease: Arc::clone(&self.lease),
@@ -216,6 +265,8 @@ impl Drop for LockGuard {
 
 /// What a protected body sees of its lease: fencing token, validity, loss.
 ///
+/// A handle *observes* a lease that a [`LockGuard`] (or `run_with`, or the
+/// attribute's `guard = …`) owns: it cannot release it or keep it alive.
 /// Cheap to clone, `Send + Sync`, and usable after the guard is gone (it then
 /// reports the lease as no longer held).
 #[derive(Clone)]
