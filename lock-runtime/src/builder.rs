@@ -48,6 +48,7 @@ impl LockClientBuilder {
                 response_timeout: Duration::from_secs(5),
                 tls_root_certificate: None,
                 cluster: ClusterMode::Detect,
+                quorum: None,
             },
         }
     }

@@ -82,7 +82,10 @@ impl LockClient {
     /// Connects with default settings (prefix `lock:`, 5 s timeouts).
     ///
     /// Accepts `redis://[user:password@]host[:port][/db]`, `rediss://…` (TLS, with
-    /// this crate's `tls` feature) and `redis+unix:///path/to/socket`.
+    /// this crate's `tls` feature) and `redis+unix:///path/to/socket`; a Cluster
+    /// seed list `redis://h1:p1,h2:p2`; `redis-sentinel://s1,s2,s3#master`; and a
+    /// quorum of independent servers `redlock://h1:p1,h2:p2,h3:p3` (see
+    /// [`quorum`](Self::quorum)).
     pub async fn connect(url: &str) -> Result<LockClient, LockError> {
         LockClient::builder(url).connect().await
     }
@@ -90,6 +93,40 @@ impl LockClient {
     /// A builder for a client with a custom prefix or timeouts.
     pub fn builder(url: impl Into<String>) -> LockClientBuilder {
         LockClientBuilder::new(url.into())
+    }
+
+    /// A builder for a quorum client (Redlock) over independent servers, each
+    /// given as a full URL (`redis://` or `rediss://`, its own user and
+    /// password): a lease is held only while a majority of them hold it. At
+    /// least 3 servers; 5 is usual. `LockClient::connect("redlock://h1:p1,h2:p2,h3:p3")`
+    /// does the same for servers that share credentials. See the README's
+    /// "Deployments" for what it guarantees and costs.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), lock_runtime::LockError> {
+    /// let client = lock_runtime::LockClient::quorum([
+    ///     "rediss://app:pw1@redis-a.internal:6380",
+    ///     "rediss://app:pw2@redis-b.internal:6380",
+    ///     "rediss://app:pw3@redis-c.internal:6380",
+    /// ])
+    /// .connect()
+    /// .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn quorum<I, S>(urls: I) -> LockClientBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let urls: Vec<String> = urls.into_iter().map(Into::into).collect();
+        let shown = urls
+            .iter()
+            .map(|url| crate::redact_url(url))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut builder = LockClientBuilder::new(format!("quorum: {shown}"));
+        builder.settings.quorum = Some(urls);
+        builder
     }
 
     /// This client, or the same configuration connected on the crate's background

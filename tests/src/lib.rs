@@ -14,8 +14,10 @@ use std::time::{Duration, Instant};
 
 mod cluster;
 pub mod holds;
+mod quorum;
 mod sentinel;
 pub use cluster::{RedisCluster, free_cluster_port};
+pub use quorum::RedisQuorum;
 pub use sentinel::{MASTER_NAME, RedisSentinels};
 
 /// A `redis-server` process owned by one test.

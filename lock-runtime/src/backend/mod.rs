@@ -5,14 +5,17 @@
 //! The engine (`crate::engine`) knows only [`Backend`]. Every topology runs the
 //! same scripts (`scripts.rs`, their formats typed in `protocol.rs`) and differs
 //! only in how a command reaches the node that owns its key ([`Commands`]) and
-//! where notices come from (`notices.rs`): one server (`single.rs`) or a
-//! Redis Cluster (`cluster.rs`), told apart at connect.
+//! where notices come from (`notices.rs`): one server (`single.rs`), a
+//! Redis Cluster (`cluster.rs`) or a Sentinel-watched primary (`sentinel.rs`),
+//! told apart at connect. A quorum of independent servers (`quorum.rs`,
+//! Redlock) runs scripts of its own on all of them at once.
 
 mod cluster;
 mod connect;
 mod contention;
 mod notices;
 mod protocol;
+mod quorum;
 mod scripts;
 mod sentinel;
 mod single;
@@ -30,11 +33,13 @@ pub use connect::redact_url;
 use contention::Contention;
 pub(crate) use notices::{NoticeNodes, Notices, Subscription};
 pub(crate) use protocol::{Attempt, AttemptRequest, Handoff, NextTask, Released};
+use quorum::Quorum;
 use sentinel::{SentinelCommands, SentinelGroup, SentinelUrl};
 use single::SingleServer;
 
 use crate::error::LockError;
 use crate::keys::{cluster_lease_key, hash_tag, lease_key};
+use crate::options::LockOptions;
 use crate::token::new_token;
 
 /// Whether a client talks to a Redis Cluster (see
@@ -62,6 +67,9 @@ pub(crate) struct Settings {
     pub(crate) response_timeout: Duration,
     pub(crate) tls_root_certificate: Option<Vec<u8>>,
     pub(crate) cluster: ClusterMode,
+    /// A quorum client's servers, one full URL each (from
+    /// [`LockClient::quorum`](crate::LockClient::quorum)).
+    pub(crate) quorum: Option<Vec<String>>,
 }
 
 impl Settings {
@@ -117,6 +125,12 @@ impl ConnectionLike for Commands {
     }
 }
 
+/// How a client reaches its locks: the node that owns each key, or a quorum.
+enum Topology {
+    Nodes(Commands),
+    Quorum(Quorum),
+}
+
 /// Where a client's locks live, and the lock operations on them. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Backend {
@@ -124,7 +138,7 @@ pub(crate) struct Backend {
 }
 
 struct Inner {
-    commands: Commands,
+    topology: Topology,
     /// A Redis Cluster: keys are laid out so each lock's share a slot.
     cluster: bool,
     /// On a cluster, how long a release's receipt lasts (the cluster connection
@@ -151,6 +165,37 @@ impl Backend {
     /// Connects as `settings` say, on the current tokio runtime; fails with a
     /// clear [`LockError`] within the connect timeout.
     pub(crate) async fn connect(settings: &Settings) -> Result<Backend, LockError> {
+        let quorum = match settings.quorum.clone() {
+            Some(urls) => Some(Ok(urls)),
+            None => quorum::parse_url(&settings.url),
+        };
+        if let Some(urls) = quorum {
+            let urls = urls.map_err(|reason| {
+                settings.config_error(
+                    &format!("Redis URL `{}`", redact_url(&settings.url)),
+                    format!(
+                        "{reason}; a quorum URL is redlock://[user:password@]h1:p1,h2:p2,h3:p3[/db]"
+                    ),
+                )
+            })?;
+            if settings.cluster == ClusterMode::Require {
+                return Err(settings.config_error(
+                    "quorum client",
+                    "a quorum is of independent servers, not a Redis Cluster",
+                ));
+            }
+            let quorum = Quorum::connect(&urls, settings).await?;
+            let server = quorum.shown();
+            let runtime = runtime_for(&server, settings)?;
+            let clients = quorum.clients();
+            return Backend::made(
+                Topology::Quorum(quorum),
+                Box::new(move || clients.clone()),
+                server,
+                settings,
+                runtime,
+            );
+        }
         if let Some(sentinel) = SentinelUrl::parse(&settings.url) {
             let sentinel = sentinel.map_err(|reason| {
                 settings.config_error(
@@ -169,7 +214,7 @@ impl Backend {
             let commands = SentinelGroup::connect(&sentinel, settings, runtime.clone()).await?;
             let primary = commands.clone();
             return Backend::made(
-                Commands::Sentinel(commands),
+                Topology::Nodes(Commands::Sentinel(commands)),
                 Box::new(move || vec![primary.primary_client()]),
                 server,
                 settings,
@@ -213,7 +258,7 @@ impl Backend {
         }
         let single = SingleServer::connect(&redis, &server, settings).await?;
         Backend::made(
-            Commands::Single(single.commands),
+            Topology::Nodes(Commands::Single(single.commands)),
             Box::new(move || vec![redis.clone()]),
             server,
             settings,
@@ -231,7 +276,7 @@ impl Backend {
         let cluster = Cluster::connect(seeds, settings).await?;
         let nodes = cluster.nodes;
         Backend::made(
-            Commands::Cluster(cluster.commands),
+            Topology::Nodes(Commands::Cluster(cluster.commands)),
             Box::new(move || nodes.clone()),
             server,
             settings,
@@ -240,13 +285,19 @@ impl Backend {
     }
 
     fn made(
-        commands: Commands,
+        topology: Topology,
         notice_nodes: NoticeNodes,
         server: String,
         settings: &Settings,
         runtime: tokio::runtime::Handle,
     ) -> Result<Backend, LockError> {
-        let cluster = matches!(commands, Commands::Cluster(_));
+        let cluster = matches!(topology, Topology::Nodes(Commands::Cluster(_)));
+        // A quorum's notice connection is to any one server: one that does not
+        // answer must not hold waiters up for long before the next is tried.
+        let notice_connect_timeout = match topology {
+            Topology::Quorum(_) => settings.connect_timeout.min(QUORUM_NOTICE_CONNECT_TIMEOUT),
+            Topology::Nodes(_) => settings.connect_timeout,
+        };
         if cluster && hash_tag(&cluster_lease_key(&settings.prefix, "x")).is_none() {
             return Err(settings.config_error(
                 &format!("client for {server}"),
@@ -262,12 +313,12 @@ impl Backend {
         let notices = Arc::new(Notices::new(
             notice_nodes,
             channel,
-            settings.connect_timeout,
+            notice_connect_timeout,
             runtime.clone(),
         ));
         Ok(Backend {
             inner: Arc::new(Inner {
-                commands,
+                topology,
                 cluster,
                 // Longer than the cluster connection can take to send a release
                 // again: each of its re-sends follows at most a response timeout.
@@ -335,9 +386,43 @@ impl Backend {
         self.inner.contention.mark(key);
     }
 
+    /// The command connection, or the quorum that takes the operation instead.
+    fn commands(&self) -> Result<Commands, &Quorum> {
+        match &self.inner.topology {
+            Topology::Nodes(commands) => Ok(commands.clone()),
+            Topology::Quorum(quorum) => Err(quorum),
+        }
+    }
+
+    /// Checks that `options` can be used on this topology; `acquire` calls it
+    /// first. A quorum takes neither FIFO nor `replicas`.
+    pub(crate) fn check_options(&self, name: &str, options: &LockOptions) -> Result<(), LockError> {
+        if !matches!(self.inner.topology, Topology::Quorum(_)) {
+            return Ok(());
+        }
+        let reason = if options.fair {
+            "`fair` (FIFO) is not available on a quorum client: each server would keep its own order, and no order across them; leave it off (waiters are woken by notices and race for a majority)"
+        } else if options.replicas.is_some() {
+            "`replicas` is not available on a quorum client: its servers are independent primaries (the quorum is the redundancy)"
+        } else {
+            return Ok(());
+        };
+        Err(LockError::Config {
+            subject: format!("lock `{name}`"),
+            reason: reason.to_owned(),
+        })
+    }
+
     /// One acquire attempt.
     pub(crate) async fn try_acquire(&self, request: &AttemptRequest<'_>) -> RedisResult<Attempt> {
-        let mut connection = self.inner.commands.clone();
+        let mut connection = match self.commands() {
+            Ok(connection) => connection,
+            Err(quorum) => {
+                return quorum
+                    .try_acquire(request, self.inner.notices.channel())
+                    .await;
+            }
+        };
         // A lock this client has not seen contended lately is most likely free:
         // try a plain SET NX first, which is what the script would do then, at a
         // fraction of the server's cost. Busy, fall through to the script (which
@@ -375,7 +460,13 @@ impl Backend {
     ) -> RedisResult<u32> {
         let mut wait = redis::cmd("WAIT");
         wait.arg(count).arg(crate::validity::millis(timeout).max(1));
-        match self.inner.commands.clone() {
+        let Ok(commands) = self.commands() else {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::Client,
+                "a quorum client has no replicas to wait for",
+            )));
+        };
+        match commands {
             Commands::Single(mut connection) => wait.query_async(&mut connection).await,
             Commands::Sentinel(mut connection) => wait.query_async(&mut connection).await,
             Commands::Cluster(mut connection) => {
@@ -393,7 +484,10 @@ impl Backend {
     /// How long the lease at `key` has left (`PTTL`): `None` if the key is gone
     /// or has no expiry.
     pub(crate) async fn remaining_lease(&self, key: &str) -> RedisResult<Option<Duration>> {
-        let mut connection = self.inner.commands.clone();
+        let mut connection = match self.commands() {
+            Ok(connection) => connection,
+            Err(quorum) => return quorum.remaining_lease(key).await,
+        };
         let left: i64 = redis::cmd("PTTL")
             .arg(key)
             .query_async(&mut connection)
@@ -404,7 +498,10 @@ impl Backend {
     /// Compare-and-`PEXPIRE`: `true` if the key still held `token` and now lasts
     /// `ttl` more.
     pub(crate) async fn extend(&self, key: &str, token: &str, ttl: Duration) -> RedisResult<bool> {
-        let mut connection = self.inner.commands.clone();
+        let mut connection = match self.commands() {
+            Ok(connection) => connection,
+            Err(quorum) => return quorum.extend(key, token, ttl).await,
+        };
         let cmd = protocol::extend(key, token, ttl);
         let extended: i64 = scripts::run(&scripts::EXTEND, &cmd, &mut connection).await?;
         Ok(extended == 1)
@@ -420,7 +517,12 @@ impl Backend {
         token: &str,
         next: Option<(&NextTask, bool)>,
     ) -> RedisResult<Released> {
-        let mut connection = self.inner.commands.clone();
+        let mut connection = match self.commands() {
+            Ok(connection) => connection,
+            // No handoffs on a quorum: the lock is freed and waiters woken, and
+            // the next task in line (if any) then asks for it.
+            Err(quorum) => return quorum.release(key, token, &self.inner.runtime).await,
+        };
         let notices = &self.inner.notices;
         // Notices for this client's own waiters come back in the reply: if it is
         // lost (an error, or this future dropped mid-request), wake them all, to
@@ -447,6 +549,10 @@ impl Backend {
         Ok(released)
     }
 }
+
+/// The longest a quorum client's notice connection may take to one server
+/// before the next is tried.
+const QUORUM_NOTICE_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The runtime a client is made on, with its settings checked.
 fn runtime_for(server: &str, settings: &Settings) -> Result<tokio::runtime::Handle, LockError> {

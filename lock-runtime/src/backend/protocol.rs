@@ -94,6 +94,124 @@ impl Attempt {
     }
 }
 
+impl AttemptRequest<'_> {
+    /// One quorum node's share of this attempt (see [`scripts::QUORUM_ACQUIRE`]);
+    /// `channel` is where the waiter is woken.
+    pub(crate) fn quorum_script(&self, channel: &str) -> redis::Cmd {
+        let mut cmd = scripts::evalsha(&scripts::QUORUM_ACQUIRE, 3);
+        quorum_keys(&mut cmd, self.key, ":fence", ":wake")
+            .arg(self.token)
+            .arg(millis(self.ttl))
+            .arg(if self.fence_lifetime_ms > 0 { "1" } else { "0" })
+            .arg(self.waiter_place_ms())
+            .arg(channel);
+        cmd
+    }
+
+    /// How long a waiter's registration lasts without another attempt: one ttl
+    /// (`0`: trying once, not registered).
+    fn waiter_place_ms(&self) -> u64 {
+        if self.queue { millis(self.ttl) } else { 0 }
+    }
+
+    /// Gives back what this attempt won on one quorum node (see
+    /// [`scripts::QUORUM_RELEASE`]), registering the waiter there.
+    pub(crate) fn quorum_rollback(&self, channel: &str) -> redis::Cmd {
+        let mut cmd = scripts::evalsha(&scripts::QUORUM_RELEASE, 2);
+        cmd.arg(self.key)
+            .arg(format!("{}:wake", self.key))
+            .arg(self.token)
+            .arg("rollback")
+            .arg(self.waiter_place_ms())
+            .arg(channel);
+        cmd
+    }
+}
+
+/// `key`, then `key` + each suffix.
+fn quorum_keys<'a>(
+    cmd: &'a mut redis::Cmd,
+    key: &str,
+    first: &str,
+    second: &str,
+) -> &'a mut redis::Cmd {
+    cmd.arg(key)
+        .arg(format!("{key}{first}"))
+        .arg(format!("{key}{second}"))
+}
+
+/// What one quorum node said to an acquire attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NodeAttempt {
+    /// The node holds the token now: with its fence key's value and its clock
+    /// (µs since the epoch) when fencing was asked for, else zeros.
+    Granted { last_fence: u64, time_us: u64 },
+    /// Another token holds it, for about `holder_ttl` more.
+    Busy { holder_ttl: Option<Duration> },
+}
+
+impl NodeAttempt {
+    /// The quorum acquire script's reply `{granted, value, time}` (the numbers
+    /// as decimal strings).
+    pub(crate) fn from_reply((granted, value, time): (i64, String, String)) -> NodeAttempt {
+        if granted == 1 {
+            NodeAttempt::Granted {
+                last_fence: value.parse().unwrap_or(0),
+                time_us: time.parse().unwrap_or(0),
+            }
+        } else {
+            NodeAttempt::Busy {
+                holder_ttl: value.parse().ok().map(Duration::from_millis),
+            }
+        }
+    }
+}
+
+/// The fencing token of a lease granted by nodes that reported these
+/// `(last fence, clock)` pairs: larger than every fence they hold, and than each
+/// one's clock in µs (so it stays above earlier tokens if every fence key that
+/// held them is gone, as long as the clocks do not go back).
+pub(crate) fn quorum_fence(granted: impl IntoIterator<Item = (u64, u64)>) -> u64 {
+    granted
+        .into_iter()
+        .map(|(last, time_us)| last.saturating_add(1).max(time_us))
+        .max()
+        .unwrap_or(1)
+}
+
+/// Writes `fence` back to one quorum node (see [`scripts::QUORUM_FENCE`]).
+pub(crate) fn quorum_fence_write(
+    key: &str,
+    token: &str,
+    fence: u64,
+    lifetime_ms: u64,
+) -> redis::Cmd {
+    let mut cmd = scripts::evalsha(&scripts::QUORUM_FENCE, 2);
+    cmd.arg(key)
+        .arg(format!("{key}:fence"))
+        .arg(token)
+        .arg(fence)
+        .arg(lifetime_ms);
+    cmd
+}
+
+/// One quorum node's share of an extend (see [`scripts::QUORUM_EXTEND`]).
+pub(crate) fn quorum_extend(key: &str, token: &str, ttl: Duration) -> redis::Cmd {
+    let mut cmd = scripts::evalsha(&scripts::QUORUM_EXTEND, 1);
+    cmd.arg(key).arg(token).arg(millis(ttl));
+    cmd
+}
+
+/// One quorum node's share of a release (see [`scripts::QUORUM_RELEASE`]).
+pub(crate) fn quorum_release(key: &str, token: &str) -> redis::Cmd {
+    let mut cmd = scripts::evalsha(&scripts::QUORUM_RELEASE, 2);
+    cmd.arg(key)
+        .arg(format!("{key}:wake"))
+        .arg(token)
+        .arg("release");
+    cmd
+}
+
 /// The extend script call: compare-and-`PEXPIRE` to `ttl`.
 pub(crate) fn extend(key: &str, token: &str, ttl: Duration) -> redis::Cmd {
     let mut cmd = scripts::evalsha(&scripts::EXTEND, 1);
@@ -299,6 +417,30 @@ mod tests {
         assert_eq!(
             Attempt::from_reply((1, 9), true),
             Attempt::Acquired { fence: Some(9) }
+        );
+    }
+
+    #[test]
+    fn a_quorum_fence_is_above_every_fence_and_clock_the_granting_nodes_report() {
+        assert_eq!(quorum_fence([(5, 0), (9, 0), (7, 0)]), 10);
+        assert_eq!(quorum_fence([(5, 1_000), (0, 2_000)]), 2_000);
+        assert_eq!(quorum_fence([(3_000, 2_000), (0, 2_500)]), 3_001);
+        assert_eq!(
+            NodeAttempt::from_reply((1, "41".into(), "1790000000000000".into())),
+            NodeAttempt::Granted {
+                last_fence: 41,
+                time_us: 1_790_000_000_000_000
+            }
+        );
+        assert_eq!(
+            NodeAttempt::from_reply((0, "250".into(), "0".into())),
+            NodeAttempt::Busy {
+                holder_ttl: Some(Duration::from_millis(250))
+            }
+        );
+        assert_eq!(
+            NodeAttempt::from_reply((0, "-1".into(), "0".into())),
+            NodeAttempt::Busy { holder_ttl: None }
         );
     }
 

@@ -119,6 +119,138 @@ return 0
     )
 });
 
+/// Quorum mode (Redlock): one node's share of an acquire attempt. Nodes of a
+/// quorum never queue waiters or hand the lock on (a node's queue head need not
+/// be the others'); they remember whom to wake.
+///
+/// KEYS\[1\] lock key, KEYS\[2\] fence key, KEYS\[3\] the lock's waiters to wake
+/// (a hash: token → notice channel); ARGV\[1\] token, ARGV\[2\] ttl in ms,
+/// ARGV\[3\] `1` to read the fencing state, ARGV\[4\] how long a waiter stays
+/// registered without another attempt (ms; `0`: try once, do not register),
+/// ARGV\[5\] the waiter's notice channel.
+///
+/// Returns `{1, fence, time}` when the key now holds the token for ttl (it was
+/// free, or already held the token: an attempt sent again), with the fence key's
+/// value and the server time in µs when ARGV\[3\] is `1` (else `'0'`s);
+/// otherwise registers the waiter and returns `{0, pttl, '0'}`, the holder's
+/// remaining lease. Numbers go as decimal strings (Lua's are doubles).
+pub(crate) static QUORUM_ACQUIRE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local owner = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2], 'GET')
+if not owner or owner == ARGV[1] then
+  if owner then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  end
+  redis.call('HDEL', KEYS[3], ARGV[1])
+  if ARGV[3] == '1' then
+    -- As strings: Lua numbers are doubles, exact only below 2^53.
+    local now = redis.call('TIME')
+    local last = redis.call('GET', KEYS[2]) or '0'
+    return {1, last, now[1] .. string.format('%06d', tonumber(now[2]))}
+  end
+  return {1, '0', '0'}
+end
+if ARGV[4] ~= '0' then
+  redis.call('HSET', KEYS[3], ARGV[1], ARGV[5])
+  redis.call('PEXPIRE', KEYS[3], ARGV[4])
+end
+return {0, tostring(redis.call('PTTL', KEYS[1])), '0'}
+",
+    )
+});
+
+/// Quorum mode: writes a lease's fencing token back to a node that granted it,
+/// before the lease counts as held.
+///
+/// KEYS\[1\] lock key, KEYS\[2\] fence key; ARGV\[1\] token, ARGV\[2\] fencing
+/// token, ARGV\[3\] how long the fence key lives in ms.
+///
+/// Returns 1 when the key still holds the token, and the fence key now holds
+/// the fencing token or a larger one (it is never lowered); 0 when the lease is
+/// no longer the token's on this node (nothing was written).
+pub(crate) static QUORUM_FENCE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+-- Compared as decimal strings (Lua's doubles are exact only below 2^53).
+local last, fence = redis.call('GET', KEYS[2]) or '0', ARGV[2]
+if #last < #fence or (#last == #fence and last < fence) then
+  redis.call('SET', KEYS[2], fence, 'PX', ARGV[3])
+end
+return 1
+",
+    )
+});
+
+/// Quorum mode: one node's share of an extend.
+///
+/// KEYS\[1\] lock key; ARGV\[1\] token, ARGV\[2\] ttl in ms.
+///
+/// Returns 1 when the key held the token and now lasts ttl more; 2 when the key
+/// was gone (the node restarted empty, or lost it) and now holds the token again,
+/// so that one more lost node cannot give another client a majority; 0 when
+/// another token holds it (nothing was touched).
+pub(crate) static QUORUM_EXTEND: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local owner = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2], 'GET')
+if not owner then
+  return 2
+end
+if owner == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+",
+    )
+});
+
+/// Quorum mode: one node's share of a release, or of giving back a minority
+/// won by an attempt that did not reach a majority.
+///
+/// KEYS\[1\] lock key, KEYS\[2\] waiters to wake; ARGV\[1\] token, ARGV\[2\]
+/// `release` or `rollback`; for `rollback`, ARGV\[3\] how long the waiter stays
+/// registered (ms; `0`: do not register) and ARGV\[4\] its notice channel.
+///
+/// Deletes the key if it holds the token. A `release` then wakes every waiter
+/// registered on this node (`PUBLISH <channel> <token>`, with `pcall`: a user
+/// whose ACL denies the channel still releases) and forgets them (each registers
+/// again if it finds the lock busy); a `rollback` wakes nobody (the other
+/// contenders back off instead of colliding again) and registers the token as a
+/// waiter here, so the next release on this node wakes it. Returns 1 when the
+/// key held the token, else 0.
+pub(crate) static QUORUM_RELEASE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local ours = redis.call('GET', KEYS[1]) == ARGV[1]
+if ours then
+  redis.call('DEL', KEYS[1])
+end
+if ARGV[2] == 'release' then
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  local waiters = redis.call('HGETALL', KEYS[2])
+  for i = 1, #waiters, 2 do
+    redis.pcall('PUBLISH', waiters[i + 1], waiters[i])
+  end
+  if waiters[1] then
+    redis.call('DEL', KEYS[2])
+  end
+elseif ARGV[3] ~= '0' then
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[4])
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+end
+if ours then
+  return 1
+end
+return 0
+",
+    )
+});
+
 /// Release with direct handoff, or leave the wait queue; either mode.
 ///
 /// KEYS as [`ACQUIRE`], and KEYS\[5\] the receipt key when ARGV\[3\] is not

@@ -56,6 +56,7 @@ pub(crate) async fn acquire(
 ) -> Result<Acquired, LockError> {
     validate_name(name)?;
     options.validate(name)?;
+    backend.check_options(name, options)?;
     let runtime = tokio::runtime::Handle::try_current().map_err(|_| LockError::Config {
         subject: format!("lock `{name}`"),
         reason: "acquire must run inside a tokio runtime".to_owned(),

@@ -7,6 +7,9 @@
 //! the next name in turn and, while holding it, reading the name's counter on
 //! `<counter-url>`, yielding, and writing it back plus one. Counters are exact
 //! only if no two holders of one lock ever overlapped. Prints `DONE` at the end.
+//! With `PRINT_HOLDS` set, also prints `HOLD <name> <start µs> <end µs>` for
+//! each hold, timed inside the body by the system clock (not by the lock), so
+//! a test can check across processes that no two holds overlapped.
 
 #![allow(clippy::print_stdout)]
 
@@ -29,6 +32,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let locks = lock_runtime::LockClient::connect(lock_url).await?;
     let counters = redis::Client::open(counter_url.as_str())?;
     let options = lock_runtime::LockOptions::new(Duration::from_secs(10));
+    let print_holds = std::env::var_os("PRINT_HOLDS").is_some();
     let mut running = tokio::task::JoinSet::new();
     for task in 0..tasks {
         let (locks, options, names) = (locks.clone(), options.clone(), names.to_vec());
@@ -38,10 +42,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let name = &names[(task + round) % names.len()];
                 locks
                     .run(name, &options, async {
+                        let start = now_us();
                         let counter = format!("counter:{name}");
                         let value: Option<i64> = data.get(&counter).await?;
                         tokio::task::yield_now().await;
-                        data.set::<_, _, ()>(&counter, value.unwrap_or(0) + 1).await
+                        data.set::<_, _, ()>(&counter, value.unwrap_or(0) + 1)
+                            .await?;
+                        if print_holds {
+                            println!("HOLD {name} {start} {}", now_us());
+                        }
+                        Ok::<(), redis::RedisError>(())
                     })
                     .await??;
             }
@@ -53,4 +63,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("DONE");
     Ok(())
+}
+
+/// Microseconds since the Unix epoch.
+fn now_us() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_micros())
 }

@@ -1,0 +1,168 @@
+//! Servers dying or stalling under a quorum: a minority is tolerated, a lost
+//! majority is never a lease, and a holder that loses its majority is told
+//! before its lease's validity ends.
+
+use std::time::Duration;
+
+use lock_runtime::{LockError, LostReason, Wait};
+use tests::RedisQuorum;
+use tokio::time::Instant;
+
+use crate::{client, try_once, ttl};
+
+/// `guard.lost()`, failing the test if it does not fire within `limit`.
+async fn lost_within(guard: &lock_runtime::LockGuard, limit: Duration) -> LockError {
+    tokio::time::timeout(limit, guard.lost())
+        .await
+        .expect("the lease was never reported lost")
+}
+
+#[tokio::test]
+async fn two_of_five_down_still_lock_three_down_never_do() {
+    let mut quorum = RedisQuorum::start(5);
+    let locks = client(&quorum).await;
+    quorum.server(0).kill();
+    quorum.server(1).kill();
+    for _ in 0..5 {
+        try_once(&locks, "survivor", &ttl(2_000)).await.unwrap();
+    }
+
+    quorum.server(2).kill();
+    let error = try_once(&locks, "survivor", &ttl(2_000)).await.unwrap_err();
+    assert!(matches!(error, LockError::Redis { .. }), "{error}");
+    assert!(error.to_string().contains("majority"), "{error}");
+    // Waiting, it rides the outage out until its wait ends, then says why.
+    let started = Instant::now();
+    let error = locks
+        .acquire(
+            "survivor",
+            &ttl(2_000).wait(Wait::For(Duration::from_millis(600))),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(error, LockError::Connection { .. }), "{error}");
+    assert!(error.to_string().contains("majority"), "{error}");
+    assert!(started.elapsed() >= Duration::from_millis(600));
+    let key = locks.key_for("survivor");
+    assert_eq!(quorum.values(&key), vec![None; 5], "no lease left behind");
+
+    // Back: locking works again (the first request to a restarted server may
+    // only reconnect, so a waiter is given a moment).
+    for i in 0..3 {
+        quorum.server(i).restart();
+    }
+    let guard = locks
+        .acquire(
+            "survivor",
+            &ttl(2_000).wait(Wait::For(Duration::from_secs(5))),
+        )
+        .await
+        .unwrap();
+    guard.release().await.unwrap();
+}
+
+/// A paused server (`SIGSTOP`: connected, never answering) costs each request
+/// the per-node timeout (a tenth of the ttl here), not the response timeout;
+/// the lease is held and kept alive all the same.
+#[tokio::test]
+async fn a_paused_server_slows_an_acquire_by_its_node_timeout_at_most() {
+    let quorum = RedisQuorum::start(5);
+    let locks = client(&quorum).await;
+    try_once(&locks, "warm", &ttl(2_000)).await.unwrap();
+    quorum.servers()[4].pause();
+    let started = Instant::now();
+    let guard = locks
+        .acquire("stalled", &ttl(2_000).wait(Wait::TryOnce))
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    // The node timeout is 200 ms; the response timeout, 1 s.
+    assert!(took < Duration::from_millis(900), "acquire took {took:?}");
+    assert!(guard.time_left().unwrap() > Duration::from_millis(1_000));
+    tests::holds::extended_again(&guard, Duration::from_secs(2)).await;
+    guard.release().await.unwrap();
+    quorum.servers()[4].resume();
+}
+
+/// The holder's servers die under it: `lost()` fires, by the lease's local
+/// deadline at the latest, and a body under `run` is cancelled.
+#[tokio::test]
+async fn a_holder_that_loses_its_majority_is_told_before_its_validity_ends() {
+    let mut quorum = RedisQuorum::start(5);
+    let locks = client(&quorum).await;
+    let options = ttl(1_500);
+    let guard = locks.acquire("fragile", &options).await.unwrap();
+    let acquired = Instant::now();
+    for i in 0..3 {
+        quorum.server(i).kill();
+    }
+    let lost = lost_within(&guard, Duration::from_secs(5)).await;
+    assert!(
+        acquired.elapsed() <= Duration::from_millis(1_500),
+        "lost() fired after the lease's ttl: {:?}",
+        acquired.elapsed()
+    );
+    assert!(matches!(lost, LockError::Lost { .. }), "{lost}");
+    assert!(!guard.is_held());
+    drop(guard);
+
+    for i in 0..3 {
+        quorum.server(i).restart();
+    }
+    let locks = client(&quorum).await;
+    let started = Instant::now();
+    let ran = locks.run("fragile-body", &options, async {
+        // Kill the majority from inside the body, then work on for ever.
+        std::future::pending::<()>().await
+    });
+    let killer = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for i in 0..3 {
+            quorum.server(i).kill();
+        }
+    };
+    let ran = tokio::time::timeout(Duration::from_secs(5), ran);
+    let (ran, ()) = tokio::join!(ran, killer);
+    let ran = ran.expect("the body was cancelled");
+    assert!(matches!(ran, Err(LockError::Lost { .. })), "{ran:?}");
+    assert!(started.elapsed() < Duration::from_millis(1_500) + Duration::from_millis(500));
+}
+
+/// Extends that reach only a minority are not success: with two servers down,
+/// killing a third between beats leaves two extending, and the lease is
+/// reported lost; servers that hold another token refuse at once.
+#[tokio::test]
+async fn a_minority_extension_is_lost_not_held() {
+    let mut quorum = RedisQuorum::start(5);
+    let locks = client(&quorum).await;
+    quorum.server(0).kill();
+    quorum.server(1).kill();
+    let options = ttl(1_500);
+    let guard = locks.acquire("minority", &options).await.unwrap();
+    let acquired = Instant::now();
+    quorum.server(2).kill();
+    let lost = lost_within(&guard, Duration::from_secs(5)).await;
+    assert!(acquired.elapsed() <= Duration::from_millis(1_500));
+    assert!(!guard.is_held(), "{lost}");
+    drop(guard);
+
+    // Another token on three of five: the next extend is refused outright.
+    let quorum = RedisQuorum::start(5);
+    let locks = client(&quorum).await;
+    let guard = locks.acquire("taken-over", &ttl(3_000)).await.unwrap();
+    let key = locks.key_for("taken-over");
+    for server in &quorum.servers()[..3] {
+        let () = redis::cmd("SET")
+            .arg(&key)
+            .arg("usurper")
+            .arg("PX")
+            .arg(10_000)
+            .query(&mut server.connection())
+            .unwrap();
+    }
+    let lost = lost_within(&guard, Duration::from_secs(5)).await;
+    match lost {
+        LockError::Lost { reason, .. } => assert_eq!(reason, LostReason::Refused),
+        other => panic!("{other}"),
+    }
+}
