@@ -3,8 +3,9 @@
 //! stdin closes; every server it started is stopped then.
 //!
 //! Usage: `topology cluster [MASTERS [REPLICAS]]` (default 3 masters, no
-//! replicas), `topology sentinel` (a primary, a replica, three sentinels), or
-//! `topology single`.
+//! replicas), `topology sentinel` (a primary, a replica, three sentinels),
+//! `topology quorum [N]` (N independent servers for a quorum client, default
+//! 5), or `topology single`.
 //!
 //! ```sh
 //! cargo run -p tests --bin topology -- cluster
@@ -34,13 +35,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let group = tests::RedisSentinels::start();
             (group.url(), Box::new(group) as Box<dyn std::fmt::Debug>)
         }
+        Some("quorum") => {
+            let quorum = tests::RedisQuorum::start(number(1, 5)?);
+            (quorum.url(), Box::new(quorum) as Box<dyn std::fmt::Debug>)
+        }
         Some("single") => {
             let server = tests::RedisServer::start();
             (server.url(), Box::new(server) as Box<dyn std::fmt::Debug>)
         }
         _ => {
             return Err(
-                "usage: topology cluster [MASTERS [REPLICAS]] | topology sentinel | topology single"
+                "usage: topology cluster [MASTERS [REPLICAS]] | topology sentinel | topology quorum [N] | topology single"
                     .into(),
             );
         }
