@@ -7,7 +7,7 @@
 //! BENCH_PIN=1 cargo bench -p tests --bench locks      # server on core 0, clients on core 1
 //! BENCH_QUICK=1 cargo bench -p tests --bench locks    # fewer, shorter reps
 //! BENCH_REPS=15 cargo bench ...                        # more repetitions (each part)
-//! BENCH_ONLY=contended cargo bench ...                 # parts: uncontended, contended, scale, cluster
+//! BENCH_ONLY=contended cargo bench ...                 # parts: uncontended, contended, scale, cluster, quorum
 //! BENCH_REDIS_URL=redis://host:6379 cargo bench ...   # an existing server (keys bench:*)
 //! BENCH_ONLY=none BENCH_SOLO=ours:16 cargo bench ...   # one contender alone, to profile
 //! BENCH_FLOOR_BURN=18:18 ...                          # extra server work in the floor's scripts
@@ -630,6 +630,149 @@ async fn run(pin: bool) {
     }
     if part("cluster") {
         cluster(&config, pin).await;
+    }
+    if part("quorum") {
+        quorum(&config, pin).await;
+    }
+}
+
+/// A quorum of five local servers (on core 0 with `BENCH_PIN`, as the single
+/// server): uncontended acquire+release ÷ 2 parallel round trips (a PING to all
+/// five at once, awaited together), plain and fenced, against rslock on the
+/// same five servers; then one lock contended by `W` workers (each its own
+/// client), ours against rslock, alternating within each repetition.
+async fn quorum(config: &Config, pin: bool) {
+    let servers: Vec<tests::RedisServer> = (0..5)
+        .map(|_| {
+            if pin {
+                tests::RedisServer::start_pinned(0)
+            } else {
+                tests::RedisServer::start()
+            }
+        })
+        .collect();
+    let urls: Vec<String> = servers.iter().map(tests::RedisServer::url).collect();
+    let redlock_url = format!(
+        "redlock://{}",
+        servers
+            .iter()
+            .map(|server| format!("127.0.0.1:{}", server.port()))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let locks = LockClient::connect(&redlock_url).await.unwrap();
+    let peer = rslock::LockManager::new(urls.clone());
+    let mut pings = Vec::new();
+    for url in &urls {
+        pings.push(data_connection(url).await);
+    }
+    let options = LockOptions::new(Duration::from_secs(30));
+    let fenced = options.clone().fencing(true);
+    const ROWS: [&str; 4] = [
+        "PING to all 5 at once",
+        "lock-runtime quorum, guard by hand",
+        "lock-runtime quorum, fencing",
+        "rslock lock + unlock, same 5 servers",
+    ];
+    let mut figures: [Vec<f64>; 4] = Default::default();
+    let mut ratios: [Vec<f64>; 4] = Default::default();
+    let mut over_peer = Vec::new();
+    for rep in 0..=config.reps {
+        let ops = if rep == 0 {
+            config.ops / 10
+        } else {
+            config.ops / 2
+        };
+        let each = [
+            per_op!(ops, {
+                futures_util::future::join_all(pings.iter_mut().map(|ping| async move {
+                    redis::cmd("PING").query_async::<String>(ping).await
+                }))
+                .await;
+            }),
+            per_op!(ops, {
+                let guard = locks.acquire("bench:quorum", &options).await.unwrap();
+                guard.release().await.unwrap();
+            }),
+            per_op!(ops, {
+                let guard = locks.acquire("bench:quorum-fenced", &fenced).await.unwrap();
+                guard.release().await.unwrap();
+            }),
+            per_op!(ops, {
+                let lock = peer
+                    .lock("bench:quorum-peer".as_bytes(), Duration::from_secs(30))
+                    .await
+                    .unwrap();
+                peer.unlock(&lock).await;
+            }),
+        ];
+        if rep > 0 {
+            for (index, value) in each.iter().enumerate() {
+                figures[index].push(*value);
+                ratios[index].push(value / (2.0 * each[0]));
+            }
+            over_peer.push(each[1] / each[3]);
+        }
+    }
+    println!("| quorum of 5, uncontended | µs per acquire+release | ÷ 2 parallel round trips |");
+    println!("| --- | ---: | ---: |");
+    for (index, what) in ROWS.iter().enumerate() {
+        if index == 0 {
+            println!("| {what} | {:.1} | |", median(&mut figures[0]));
+        } else {
+            println!(
+                "| {what} | {:.1} | {:.3} |",
+                median(&mut figures[index]),
+                median(&mut ratios[index])
+            );
+        }
+    }
+    println!(
+        "\nquorum guard ÷ rslock, uncontended: {:.3}\n",
+        median(&mut over_peer)
+    );
+
+    println!(
+        "| quorum of 5, contended (GET, SET+1) | workers | acquisitions/s | lost updates | fairness min/max | handoff p50 ms | handoff p99 ms |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for workers in [4, 16] {
+        let (mut ours_runs, mut peer_runs, mut throughput) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..config.reps {
+            let ours = contended(config, workers, "quorum", |_| {
+                let (url, options) = (redlock_url.clone(), options.clone());
+                async move { Ours(LockClient::connect(&url).await.unwrap(), options) }
+            })
+            .await;
+            let theirs = contended(config, workers, "quorum-peer", |_| {
+                let urls = urls.clone();
+                async move { Peer(rslock::LockManager::new(urls)) }
+            })
+            .await;
+            throughput.push(ours.per_second / theirs.per_second.max(1.0));
+            ours_runs.push(ours);
+            peer_runs.push(theirs);
+        }
+        for (who, runs) in [("lock-runtime quorum", &ours_runs), ("rslock", &peer_runs)] {
+            let run = summarize(runs);
+            println!(
+                "| {who} | {workers} | {:.0} | {} | {:.2} | {:.2} | {:.2} |",
+                run.per_second,
+                run.lost_updates,
+                run.fairness,
+                run.handoff_p50_ms,
+                run.handoff_p99_ms
+            );
+        }
+        println!(
+            "\nthroughput ÷ rslock at W = {workers} on the quorum: {:.2} (reps {})\n",
+            median(&mut throughput),
+            throughput
+                .iter()
+                .map(|ratio| format!("{ratio:.2}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
 }
 

@@ -98,8 +98,9 @@ impl AttemptRequest<'_> {
     /// One quorum node's share of this attempt (see [`scripts::QUORUM_ACQUIRE`]);
     /// `channel` is where the waiter is woken.
     pub(crate) fn quorum_script(&self, channel: &str) -> redis::Cmd {
-        let mut cmd = scripts::evalsha(&scripts::QUORUM_ACQUIRE, 3);
-        quorum_keys(&mut cmd, self.key, ":fence", ":wake")
+        let mut cmd = scripts::evalsha(&scripts::QUORUM_ACQUIRE, 4);
+        quorum_keys(&mut cmd, self.key)
+            .arg(format!("{}:fence", self.key))
             .arg(self.token)
             .arg(millis(self.ttl))
             .arg(if self.fence_lifetime_ms > 0 { "1" } else { "0" })
@@ -117,9 +118,9 @@ impl AttemptRequest<'_> {
     /// Gives back what this attempt won on one quorum node (see
     /// [`scripts::QUORUM_RELEASE`]), registering the waiter there.
     pub(crate) fn quorum_rollback(&self, channel: &str) -> redis::Cmd {
-        let mut cmd = scripts::evalsha(&scripts::QUORUM_RELEASE, 2);
-        cmd.arg(self.key)
-            .arg(format!("{}:wake", self.key))
+        let mut cmd = scripts::evalsha(&scripts::QUORUM_RELEASE, 4);
+        quorum_keys(&mut cmd, self.key)
+            .arg(format!("{}:released", self.key))
             .arg(self.token)
             .arg("rollback")
             .arg(self.waiter_place_ms())
@@ -128,51 +129,49 @@ impl AttemptRequest<'_> {
     }
 }
 
-/// `key`, then `key` + each suffix.
-fn quorum_keys<'a>(
-    cmd: &'a mut redis::Cmd,
-    key: &str,
-    first: &str,
-    second: &str,
-) -> &'a mut redis::Cmd {
+/// The keys every quorum acquire and release take first: the lock, the
+/// waiters to wake in arrival order (`:wake`), and their entries (`:wakers`).
+fn quorum_keys<'a>(cmd: &'a mut redis::Cmd, key: &str) -> &'a mut redis::Cmd {
     cmd.arg(key)
-        .arg(format!("{key}{first}"))
-        .arg(format!("{key}{second}"))
+        .arg(format!("{key}:wake"))
+        .arg(format!("{key}:wakers"))
 }
 
-/// What one quorum node said to an acquire attempt.
+/// What one quorum node said to an acquire attempt: granted or busy, and with
+/// fencing its fence key's value and its clock (µs since the epoch), else zeros.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum NodeAttempt {
-    /// The node holds the token now: with its fence key's value and its clock
-    /// (µs since the epoch) when fencing was asked for, else zeros.
-    Granted { last_fence: u64, time_us: u64 },
-    /// Another token holds it, for about `holder_ttl` more.
-    Busy { holder_ttl: Option<Duration> },
+pub(crate) struct NodeAttempt {
+    pub(crate) granted: bool,
+    /// When busy: the holder's remaining lease, if it has an expiry.
+    pub(crate) holder_ttl: Option<Duration>,
+    pub(crate) last_fence: u64,
+    pub(crate) time_us: u64,
 }
 
 impl NodeAttempt {
-    /// The quorum acquire script's reply `{granted, value, time}` (the numbers
-    /// as decimal strings).
-    pub(crate) fn from_reply((granted, value, time): (i64, String, String)) -> NodeAttempt {
-        if granted == 1 {
-            NodeAttempt::Granted {
-                last_fence: value.parse().unwrap_or(0),
-                time_us: time.parse().unwrap_or(0),
-            }
-        } else {
-            NodeAttempt::Busy {
-                holder_ttl: value.parse().ok().map(Duration::from_millis),
-            }
+    /// The quorum acquire script's reply `{granted, pttl, fence, time}` (the
+    /// numbers as decimal strings).
+    pub(crate) fn from_reply(
+        (granted, pttl, fence, time): (i64, String, String, String),
+    ) -> NodeAttempt {
+        NodeAttempt {
+            granted: granted == 1,
+            holder_ttl: (granted != 1)
+                .then(|| pttl.parse().ok().map(Duration::from_millis))
+                .flatten(),
+            last_fence: fence.parse().unwrap_or(0),
+            time_us: time.parse().unwrap_or(0),
         }
     }
 }
 
-/// The fencing token of a lease granted by nodes that reported these
-/// `(last fence, clock)` pairs: larger than every fence they hold, and than each
-/// one's clock in µs (so it stays above earlier tokens if every fence key that
-/// held them is gone, as long as the clocks do not go back).
-pub(crate) fn quorum_fence(granted: impl IntoIterator<Item = (u64, u64)>) -> u64 {
-    granted
+/// The fencing token of a lease whose attempt was answered with these
+/// `(last fence, clock)` pairs (granting and busy nodes alike): larger than
+/// every fence they hold, and than each one's clock in µs (so it stays above
+/// earlier tokens if every fence key that held them is gone, as long as the
+/// clocks do not go back).
+pub(crate) fn quorum_fence(answered: impl IntoIterator<Item = (u64, u64)>) -> u64 {
+    answered
         .into_iter()
         .map(|(last, time_us)| last.saturating_add(1).max(time_us))
         .max()
@@ -197,18 +196,23 @@ pub(crate) fn quorum_fence_write(
 
 /// One quorum node's share of an extend (see [`scripts::QUORUM_EXTEND`]).
 pub(crate) fn quorum_extend(key: &str, token: &str, ttl: Duration) -> redis::Cmd {
-    let mut cmd = scripts::evalsha(&scripts::QUORUM_EXTEND, 1);
-    cmd.arg(key).arg(token).arg(millis(ttl));
+    let mut cmd = scripts::evalsha(&scripts::QUORUM_EXTEND, 2);
+    cmd.arg(key)
+        .arg(format!("{key}:released"))
+        .arg(token)
+        .arg(millis(ttl));
     cmd
 }
 
-/// One quorum node's share of a release (see [`scripts::QUORUM_RELEASE`]).
-pub(crate) fn quorum_release(key: &str, token: &str) -> redis::Cmd {
-    let mut cmd = scripts::evalsha(&scripts::QUORUM_RELEASE, 2);
-    cmd.arg(key)
-        .arg(format!("{key}:wake"))
+/// One quorum node's share of a release (see [`scripts::QUORUM_RELEASE`]),
+/// leaving a receipt for `receipt` so an extend in flight cannot undo it.
+pub(crate) fn quorum_release(key: &str, token: &str, receipt: Duration) -> redis::Cmd {
+    let mut cmd = scripts::evalsha(&scripts::QUORUM_RELEASE, 4);
+    quorum_keys(&mut cmd, key)
+        .arg(format!("{key}:released"))
         .arg(token)
-        .arg("release");
+        .arg("release")
+        .arg(millis(receipt).max(1));
     cmd
 }
 
@@ -425,23 +429,28 @@ mod tests {
         assert_eq!(quorum_fence([(5, 0), (9, 0), (7, 0)]), 10);
         assert_eq!(quorum_fence([(5, 1_000), (0, 2_000)]), 2_000);
         assert_eq!(quorum_fence([(3_000, 2_000), (0, 2_500)]), 3_001);
+        let reply = |granted, pttl: &str, fence: &str, time: &str| {
+            NodeAttempt::from_reply((granted, pttl.into(), fence.into(), time.into()))
+        };
         assert_eq!(
-            NodeAttempt::from_reply((1, "41".into(), "1790000000000000".into())),
-            NodeAttempt::Granted {
+            reply(1, "0", "41", "1790000000000000"),
+            NodeAttempt {
+                granted: true,
+                holder_ttl: None,
                 last_fence: 41,
                 time_us: 1_790_000_000_000_000
             }
         );
         assert_eq!(
-            NodeAttempt::from_reply((0, "250".into(), "0".into())),
-            NodeAttempt::Busy {
-                holder_ttl: Some(Duration::from_millis(250))
+            reply(0, "250", "7", "9"),
+            NodeAttempt {
+                granted: false,
+                holder_ttl: Some(Duration::from_millis(250)),
+                last_fence: 7,
+                time_us: 9
             }
         );
-        assert_eq!(
-            NodeAttempt::from_reply((0, "-1".into(), "0".into())),
-            NodeAttempt::Busy { holder_ttl: None }
-        );
+        assert_eq!(reply(0, "-1", "0", "0").holder_ttl, None);
     }
 
     #[test]

@@ -9,18 +9,21 @@
 //! - acquire: held if a majority granted it (the engine then checks that the
 //!   lease, counted from this attempt's first send minus the drift allowance, is
 //!   still valid); else what was won is given back on every node and the caller
-//!   waits as told. With fencing, the granting nodes report their fence and clock,
-//!   the token is one above every fence and clock seen, and it is written back to
-//!   a majority (token-checked) before the lease counts: one more parallel round
-//!   trip. Any two majorities share a node, so a later lease reads a fence at
+//!   waits as told. With fencing, every answering node (granting or busy)
+//!   reports its fence and clock, the token is one above every fence and clock
+//!   seen, and it is written back to all of them, the lease counting once a
+//!   majority of those holding it stored it: one more parallel round trip. Any two majorities share a node, so a later lease reads a fence at
 //!   least as large: tokens rise even when a minority is down or restarted empty.
-//! - extend: held only if a majority extended it; a node that lost the key
-//!   (restarted empty) is given it back where it is free.
+//! - extend: held only if a majority still held it and extended it; a node that
+//!   lost the key (restarted empty) is given it back where it is free, but does
+//!   not count. A release leaves a short receipt, so an extend in flight cannot
+//!   bring the key back.
 //! - release: on every node; the caller is answered once a majority has, the slow
 //!   nodes finish in the background (counted by `flush_releases`).
-//! - waiting: a busy node remembers the waiter's notice channel and a release
-//!   wakes it there; the notice connection is on any one node (every release
-//!   reaches every node), and moves to another if that node goes away.
+//! - waiting: a busy node remembers the waiter's notice channel in arrival
+//!   order, and a release wakes the two longest-waiting there; the notice
+//!   connection is on any one node (every release reaches every node), and
+//!   moves to another if that node's connection drops.
 //!
 //! Not in quorum mode: FIFO (`fair`) and the `replicas` option (each server
 //! stands alone), and handoffs (a release frees the lock and wakes waiters,
@@ -28,7 +31,9 @@
 
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use futures_util::future::join_all;
+use futures_util::stream::FuturesUnordered;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, RedisError, RedisResult};
 
@@ -52,7 +57,7 @@ const NODE_TIMEOUT_FLOOR: Duration = Duration::from_millis(5);
 
 /// The longest pause after a split vote (each contender won a minority): long
 /// enough that the contenders do not collide again at once.
-const SPLIT_PAUSE_CEILING: Duration = Duration::from_millis(50);
+const SPLIT_PAUSE_CEILING: Duration = Duration::from_millis(10);
 
 /// The servers of a quorum client, each given as a full URL.
 pub(crate) fn parse_url(url: &str) -> Option<Result<Vec<String>, String>> {
@@ -232,15 +237,7 @@ impl Quorum {
                     .await
                 {
                     Ok(reply) => reply,
-                    Err(_) => Err(RedisError::from((
-                        ErrorKind::Io,
-                        "no answer",
-                        format!(
-                            "{} gave no answer within {} ms",
-                            node.server,
-                            timeout.as_millis()
-                        ),
-                    ))),
+                    Err(_) => Err(silent(&node.server, timeout)),
                 };
             (index, reply)
         }))
@@ -256,43 +253,52 @@ impl Quorum {
         let timeout = self.node_timeout(request.ttl);
         let cmd = request.quorum_script(channel);
         let replies = self
-            .fan_out::<(i64, String, String)>(
+            .fan_out::<(i64, String, String, String)>(
                 0..self.nodes.len(),
                 timeout,
                 &scripts::QUORUM_ACQUIRE,
                 &cmd,
             )
             .await;
-        let mut granted = Vec::new();
+        let mut answered = Vec::new();
+        let (mut granted, mut busy) = (0, 0);
         let mut holder_ttl: Option<Duration> = None;
-        let mut busy = 0;
         let mut errors = Vec::new();
         for (index, reply) in replies {
             match reply.map(NodeAttempt::from_reply) {
-                Ok(NodeAttempt::Granted {
-                    last_fence,
-                    time_us,
-                }) => granted.push((index, last_fence, time_us)),
-                Ok(NodeAttempt::Busy { holder_ttl: ttl }) => {
-                    busy += 1;
-                    holder_ttl = match (holder_ttl, ttl) {
-                        (Some(known), Some(ttl)) => Some(known.min(ttl)),
-                        (known, ttl) => known.or(ttl),
-                    };
+                Ok(node) => {
+                    if node.granted {
+                        granted += 1;
+                    } else {
+                        busy += 1;
+                        holder_ttl = match (holder_ttl, node.holder_ttl) {
+                            (Some(known), Some(ttl)) => Some(known.min(ttl)),
+                            (known, ttl) => known.or(ttl),
+                        };
+                    }
+                    answered.push((index, node));
                 }
                 Err(error) => errors.push((index, error)),
             }
         }
-        if granted.len() >= self.majority {
+        if granted >= self.majority {
             if request.fence_lifetime_ms == 0 {
                 return Ok(Attempt::Acquired { fence: None });
             }
-            let fence = quorum_fence(granted.iter().map(|(_, last, time)| (*last, *time)));
+            // Above every fence any answering node holds, busy ones included
+            // (one may hold the only copy of the last token), and written back
+            // to all of them; the lease counts once a majority of those holding
+            // it stored the token.
+            let fence = quorum_fence(
+                answered
+                    .iter()
+                    .map(|(_, node)| (node.last_fence, node.time_us)),
+            );
             let write =
                 quorum_fence_write(request.key, request.token, fence, request.fence_lifetime_ms);
             let written = self
                 .fan_out::<i64>(
-                    granted.iter().map(|(index, _, _)| *index),
+                    answered.iter().map(|(index, _)| *index),
                     timeout,
                     &scripts::QUORUM_FENCE,
                     &write,
@@ -321,25 +327,26 @@ impl Quorum {
                 &rollback,
             )
             .await;
-        if busy > 0 {
-            // Someone holds the lock, or contenders split the nodes between them:
-            // then each backs off for a random moment before trying again.
-            let split = !granted.is_empty();
+        if busy >= self.majority {
+            // Someone holds the lock.
+            return Ok(Attempt::Busy { holder_ttl });
+        }
+        if busy > 0 && answered.len() >= self.majority {
+            // Contenders split the nodes between them: each backs off for a
+            // random moment before trying again.
             return Ok(Attempt::Busy {
-                holder_ttl: if split {
-                    Some(split_pause(request.ttl))
-                } else {
-                    holder_ttl
-                },
+                holder_ttl: Some(split_pause(request.ttl)),
             });
         }
-        Err(self.no_majority("acquire", self.nodes.len() - errors.len(), errors))
+        Err(self.no_majority("acquire", answered.len(), errors))
     }
 
-    /// Extends the lease of `token` on every node: `Ok(true)` if a majority now
-    /// holds it for `ttl` more (nodes that had lost the key and where it was
-    /// free count, holding it again); `Ok(false)` if so many nodes hold another
-    /// token that a majority cannot be ours; an error if too few answered.
+    /// Extends the lease of `token` on every node: `Ok(true)` if a majority
+    /// still held it and now holds it for `ttl` more; `Ok(false)` if so many
+    /// nodes did not hold it that a majority cannot have. A node that had lost
+    /// the key (restarted empty) and where it is free takes it again, but does
+    /// not count: another client may have held it there meanwhile. An error if
+    /// too few answered to tell.
     pub(crate) async fn extend(&self, key: &str, token: &str, ttl: Duration) -> RedisResult<bool> {
         let cmd = quorum_extend(key, token, ttl);
         let replies = self
@@ -354,7 +361,8 @@ impl Quorum {
         let mut errors = Vec::new();
         for (index, reply) in replies {
             match reply {
-                Ok(1 | 2) => held += 1,
+                Ok(1) => held += 1,
+                // Taken again (2), or another's (0).
                 Ok(_) => refused += 1,
                 Err(error) => errors.push((index, error)),
             }
@@ -378,42 +386,46 @@ impl Quorum {
         token: &str,
         runtime: &tokio::runtime::Handle,
     ) -> RedisResult<Released> {
-        let cmd = quorum_release(key, token);
-        let (sender, mut replies) = tokio::sync::mpsc::unbounded_channel();
-        for node in &self.nodes {
-            let (sender, cmd, server) = (sender.clone(), cmd.clone(), node.server.clone());
-            let mut connection = node.commands.clone();
-            let timeout = self.response_timeout;
-            let _done = crate::rt::spawn_release(runtime, async move {
-                let reply: Reply<i64> = match tokio::time::timeout(
-                    timeout,
-                    scripts::run(&scripts::QUORUM_RELEASE, &cmd, &mut connection),
-                )
-                .await
-                {
-                    Ok(reply) => reply,
-                    Err(_) => Err(RedisError::from((
-                        ErrorKind::Io,
-                        "no answer",
-                        format!("{server} gave no answer within {} ms", timeout.as_millis()),
-                    ))),
-                };
-                let _ = sender.send(reply);
-            });
-        }
-        drop(sender);
+        // The receipt outlasts any extend of this lease still on its way.
+        let receipt = self.response_timeout * 2;
+        let cmd = std::sync::Arc::new(quorum_release(key, token, receipt));
+        let timeout = self.response_timeout;
+        let mut replies: FuturesUnordered<_> = self
+            .nodes
+            .iter()
+            .map(|node| {
+                let (cmd, server) = (std::sync::Arc::clone(&cmd), node.server.clone());
+                let mut connection = node.commands.clone();
+                async move {
+                    let release =
+                        scripts::run::<i64>(&scripts::QUORUM_RELEASE, &cmd, &mut connection);
+                    match tokio::time::timeout(timeout, release).await {
+                        Ok(reply) => reply,
+                        Err(_) => Err(silent(&server, timeout)),
+                    }
+                }
+            })
+            .collect();
+        // Once decided, the servers yet to answer finish in the background.
+        let rest_in_background = |replies: FuturesUnordered<_>| {
+            if !replies.is_empty() {
+                let _done = crate::rt::spawn_release(runtime, replies.for_each(|_| async {}));
+            }
+        };
         let (mut ours, mut not_ours) = (0, 0);
         let mut errors = Vec::new();
-        while let Some(reply) = replies.recv().await {
+        while let Some(reply) = replies.next().await {
             match reply {
                 Ok(1) => ours += 1,
                 Ok(_) => not_ours += 1,
                 Err(error) => errors.push((usize::MAX, error)),
             }
             if ours >= self.majority {
+                rest_in_background(replies);
                 return Ok(Released::Ended);
             }
             if not_ours > self.nodes.len() - self.majority {
+                rest_in_background(replies);
                 return Ok(Released::NotOurs);
             }
         }
@@ -450,20 +462,26 @@ impl Quorum {
             .map(Duration::from_millis))
     }
 
-    /// The error when too few nodes answered to decide: a node's own error if it
-    /// cannot recover by trying again (a script error, a denied command), else
-    /// one naming how many answered and why the others did not.
+    /// The error when too few nodes answered to decide: the nodes' own error if
+    /// none of them can recover by trying again (a script error, a denied
+    /// command), else one naming how many answered and why the others did not.
     fn no_majority(
         &self,
         action: &str,
         answered: usize,
         errors: Vec<(usize, RedisError)>,
     ) -> RedisError {
-        if let Some((_, lasting)) = errors.iter().find(|(_, error)| {
+        // A lasting error (a script error, a denied command) ends a wait only
+        // when every node that failed failed so: one may be out of memory
+        // while the others are merely restarting.
+        let lasting = |error: &RedisError| {
             error.kind() == ErrorKind::AuthenticationFailed
                 || matches!(error.retry_method(), redis::RetryMethod::NoRetry)
-        }) {
-            return lasting.clone();
+        };
+        if let Some((_, first)) = errors.first()
+            && errors.iter().all(|(_, error)| lasting(error))
+        {
+            return first.clone();
         }
         let why = errors
             .iter()
@@ -483,6 +501,15 @@ impl Quorum {
             ),
         ))
     }
+}
+
+/// The error of a server that gave no answer within `timeout`.
+fn silent(server: &str, timeout: Duration) -> RedisError {
+    RedisError::from((
+        ErrorKind::Io,
+        "no answer",
+        format!("{server} gave no answer within {} ms", timeout.as_millis()),
+    ))
 }
 
 /// A random pause after a split vote: up to a tenth of the ttl, at most

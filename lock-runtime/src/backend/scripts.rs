@@ -121,90 +121,109 @@ return 0
 
 /// Quorum mode (Redlock): one node's share of an acquire attempt. Nodes of a
 /// quorum never queue waiters or hand the lock on (a node's queue head need not
-/// be the others'); they remember whom to wake.
+/// be the others'); they remember whom to wake, in arrival order.
 ///
-/// KEYS\[1\] lock key, KEYS\[2\] fence key, KEYS\[3\] the lock's waiters to wake
-/// (a hash: token → notice channel); ARGV\[1\] token, ARGV\[2\] ttl in ms,
-/// ARGV\[3\] `1` to read the fencing state, ARGV\[4\] how long a waiter stays
-/// registered without another attempt (ms; `0`: try once, do not register),
-/// ARGV\[5\] the waiter's notice channel.
+/// KEYS\[1\] lock key, KEYS\[2\] the waiters to wake (a sorted set: token by
+/// first arrival, µs), KEYS\[3\] their entries (a hash: token → `<deadline µs>
+/// <notice channel>`), KEYS\[4\] fence key; ARGV\[1\] token, ARGV\[2\] ttl in
+/// ms, ARGV\[3\] `1` to read the fencing state, ARGV\[4\] how long a waiter
+/// stays registered without another attempt (ms; `0`: try once, do not
+/// register), ARGV\[5\] the waiter's notice channel.
 ///
-/// Returns `{1, fence, time}` when the key now holds the token for ttl (it was
-/// free, or already held the token: an attempt sent again), with the fence key's
-/// value and the server time in µs when ARGV\[3\] is `1` (else `'0'`s);
-/// otherwise registers the waiter and returns `{0, pttl, '0'}`, the holder's
-/// remaining lease. Numbers go as decimal strings (Lua's are doubles).
+/// Returns `{1, '0', fence, time}` when the key now holds the token for ttl (it
+/// was free, or already held the token: an attempt sent again); otherwise
+/// registers the waiter (keeping its first arrival; a waiter stays registered,
+/// also once granted here, until its release) and returns `{0, pttl, fence,
+/// time}`, with the holder's remaining lease. `fence` and `time` are the fence
+/// key's value and the server time in µs when ARGV\[3\] is `1`, else `'0'`: a
+/// busy node's fence counts too, for it may hold the only copy of the last
+/// token. Numbers go as decimal strings (Lua's are doubles).
 pub(crate) static QUORUM_ACQUIRE: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
+    redis::Script::new(&format!(
+        "{}{QUORUM_FUNCTIONS}{}",
+        // The common case first, before the helpers are made (each run of a
+        // script makes them anew): a free lock, no fencing.
         r"
 local owner = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2], 'GET')
+if not owner and ARGV[3] == '0' then
+  return {1, '0', '0', '0'}
+end
+",
+        r"
+local function fencing()
+  if ARGV[3] ~= '1' then
+    return '0', '0'
+  end
+  -- As strings: Lua numbers are doubles, exact only below 2^53.
+  local now = redis.call('TIME')
+  return redis.call('GET', KEYS[4]) or '0', now[1] .. string.format('%06d', tonumber(now[2]))
+end
 if not owner or owner == ARGV[1] then
   if owner then
     redis.call('PEXPIRE', KEYS[1], ARGV[2])
   end
-  redis.call('HDEL', KEYS[3], ARGV[1])
-  if ARGV[3] == '1' then
-    -- As strings: Lua numbers are doubles, exact only below 2^53.
-    local now = redis.call('TIME')
-    local last = redis.call('GET', KEYS[2]) or '0'
-    return {1, last, now[1] .. string.format('%06d', tonumber(now[2]))}
-  end
-  return {1, '0', '0'}
+  -- A waiter granted here stays registered (with its first arrival) until it
+  -- releases: without a majority it is still waiting.
+  local last, now = fencing()
+  return {1, '0', last, now}
 end
-if ARGV[4] ~= '0' then
-  redis.call('HSET', KEYS[3], ARGV[1], ARGV[5])
-  redis.call('PEXPIRE', KEYS[3], ARGV[4])
-end
-return {0, tostring(redis.call('PTTL', KEYS[1])), '0'}
-",
-    )
+register(ARGV[1], ARGV[4], ARGV[5])
+local last, now = fencing()
+return {0, tostring(redis.call('PTTL', KEYS[1])), last, now}
+"
+    ))
 });
 
-/// Quorum mode: writes a lease's fencing token back to a node that granted it,
-/// before the lease counts as held.
+/// Quorum mode: writes a lease's fencing token back to every node that
+/// answered its acquire, before the lease counts as held.
 ///
 /// KEYS\[1\] lock key, KEYS\[2\] fence key; ARGV\[1\] token, ARGV\[2\] fencing
 /// token, ARGV\[3\] how long the fence key lives in ms.
 ///
-/// Returns 1 when the key still holds the token, and the fence key now holds
-/// the fencing token or a larger one (it is never lowered); 0 when the lease is
-/// no longer the token's on this node (nothing was written).
+/// Raises the fence key to the fencing token (it is never lowered: raising it
+/// on a node held by another token is harmless). Returns 1 when the key holds
+/// the token (this node counts towards the majority that stores it), else 0.
 pub(crate) static QUORUM_FENCE: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
-  return 0
-end
 -- Compared as decimal strings (Lua's doubles are exact only below 2^53).
 local last, fence = redis.call('GET', KEYS[2]) or '0', ARGV[2]
 if #last < #fence or (#last == #fence and last < fence) then
   redis.call('SET', KEYS[2], fence, 'PX', ARGV[3])
 end
-return 1
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return 1
+end
+return 0
 ",
     )
 });
 
 /// Quorum mode: one node's share of an extend.
 ///
-/// KEYS\[1\] lock key; ARGV\[1\] token, ARGV\[2\] ttl in ms.
+/// KEYS\[1\] lock key, KEYS\[2\] its release receipt (`<key>:released`);
+/// ARGV\[1\] token, ARGV\[2\] ttl in ms.
 ///
-/// Returns 1 when the key held the token and now lasts ttl more; 2 when the key
-/// was gone (the node restarted empty, or lost it) and now holds the token again,
-/// so that one more lost node cannot give another client a majority; 0 when
-/// another token holds it (nothing was touched).
+/// Returns 1 when the key held the token and now lasts ttl more; 0 when another
+/// token holds it (nothing was touched); 2 when the key was gone (the node
+/// restarted empty, or the key expired) and now holds the token again, so that
+/// one more lost node cannot give another client a majority. A 2 does not
+/// confirm the lease (someone may have held this node meanwhile): only 1s do.
+/// A key released by this token (its receipt says so) is never brought back:
+/// an extend already on its way when the release was sent changes nothing.
 pub(crate) static QUORUM_EXTEND: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
-local owner = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2], 'GET')
-if not owner then
-  return 2
-end
+local owner = redis.call('GET', KEYS[1])
 if owner == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return 1
 end
-return 0
+if owner or redis.call('GET', KEYS[2]) == ARGV[1] then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 2
 ",
     )
 });
@@ -212,44 +231,110 @@ return 0
 /// Quorum mode: one node's share of a release, or of giving back a minority
 /// won by an attempt that did not reach a majority.
 ///
-/// KEYS\[1\] lock key, KEYS\[2\] waiters to wake; ARGV\[1\] token, ARGV\[2\]
-/// `release` or `rollback`; for `rollback`, ARGV\[3\] how long the waiter stays
-/// registered (ms; `0`: do not register) and ARGV\[4\] its notice channel.
+/// KEYS\[1\] lock key, KEYS\[2\] and KEYS\[3\] the waiters as for
+/// [`QUORUM_ACQUIRE`], KEYS\[4\] the release receipt; ARGV\[1\] token, ARGV\[2\]
+/// `release` or `rollback`; for `release`, ARGV\[3\] how long the receipt lasts
+/// (ms); for `rollback`, ARGV\[3\] how long the waiter stays registered (ms;
+/// `0`: do not register) and ARGV\[4\] its notice channel.
 ///
-/// Deletes the key if it holds the token. A `release` then wakes every waiter
-/// registered on this node (`PUBLISH <channel> <token>`, with `pcall`: a user
-/// whose ACL denies the channel still releases) and forgets them (each registers
-/// again if it finds the lock busy); a `rollback` wakes nobody (the other
-/// contenders back off instead of colliding again) and registers the token as a
-/// waiter here, so the next release on this node wakes it. Returns 1 when the
-/// key held the token, else 0.
+/// Deletes the key if it holds the token. A `release` of the key leaves a
+/// receipt (KEYS\[4\] holds the token), so that an extend of the same lease
+/// still in flight does not take the key again ([`QUORUM_EXTEND`]). It then
+/// forgets the token as a waiter and, if the lock is free, wakes the two
+/// longest-waiting live waiters (the second in case the first died without
+/// leaving) with `PUBLISH <channel> <token>` (with `pcall`: a user whose ACL
+/// denies the channel still releases), dropping dead ones on the way: every
+/// node wakes the same few, who then race for a majority, instead of every
+/// waiter at once. A `rollback` wakes nobody (the other contenders back off
+/// instead of colliding again) and registers the token as a waiter, so the next
+/// release on this node wakes it. Returns 1 when the key held the token, else 0.
 pub(crate) static QUORUM_RELEASE: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
+    redis::Script::new(&format!(
+        "{}{QUORUM_FUNCTIONS}{}",
+        // The common case first, before the helpers are made: our own lock,
+        // nobody waiting.
         r"
 local ours = redis.call('GET', KEYS[1]) == ARGV[1]
 if ours then
   redis.call('DEL', KEYS[1])
+  if ARGV[2] == 'release' then
+    redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[3])
+  end
 end
+if ARGV[2] == 'release' and redis.call('EXISTS', KEYS[2]) == 0 then
+  if ours then
+    return 1
+  end
+  return 0
+end
+",
+        r"
 if ARGV[2] == 'release' then
-  redis.call('HDEL', KEYS[2], ARGV[1])
-  local waiters = redis.call('HGETALL', KEYS[2])
-  for i = 1, #waiters, 2 do
-    redis.pcall('PUBLISH', waiters[i + 1], waiters[i])
+  forget(ARGV[1])
+  if ours or redis.call('EXISTS', KEYS[1]) == 0 then
+    wake()
   end
-  if waiters[1] then
-    redis.call('DEL', KEYS[2])
-  end
-elseif ARGV[3] ~= '0' then
-  redis.call('HSET', KEYS[2], ARGV[1], ARGV[4])
-  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+else
+  register(ARGV[1], ARGV[3], ARGV[4])
 end
 if ours then
   return 1
 end
 return 0
-",
-    )
+"
+    ))
 });
+
+/// The waiter bookkeeping the quorum scripts share (KEYS\[2\], KEYS\[3\]).
+const QUORUM_FUNCTIONS: &str = r"
+-- The server clock in µs (exact in a double until the year 2255): arrivals
+-- within one ms keep their order.
+local function now_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+local function register(token, place, channel)
+  if place == '0' then
+    return
+  end
+  local now = now_us()
+  redis.call('ZADD', KEYS[2], 'NX', now, token)
+  redis.call('HSET', KEYS[3], token, string.format('%d', now + tonumber(place) * 1000) .. ' ' .. channel)
+  -- Only ever later: each entry has its own deadline, the keys outlive them all.
+  for i = 2, 3 do
+    if redis.call('PTTL', KEYS[i]) < tonumber(place) then
+      redis.call('PEXPIRE', KEYS[i], place)
+    end
+  end
+end
+local function forget(token)
+  redis.call('ZREM', KEYS[2], token)
+  redis.call('HDEL', KEYS[3], token)
+end
+local function wake()
+  local heads = redis.call('ZRANGE', KEYS[2], 0, 7)
+  if not heads[1] then
+    return
+  end
+  local entries = redis.call('HMGET', KEYS[3], unpack(heads))
+  local now, woken = now_us(), 0
+  for i, token in ipairs(heads) do
+    local deadline, channel
+    if entries[i] then
+      deadline, channel = string.match(entries[i], '^(%d+) (.*)$')
+    end
+    if deadline and tonumber(deadline) >= now then
+      redis.pcall('PUBLISH', channel, token)
+      woken = woken + 1
+      if woken == 2 then
+        return
+      end
+    else
+      forget(token)
+    end
+  end
+end
+";
 
 /// Release with direct handoff, or leave the wait queue; either mode.
 ///

@@ -86,3 +86,34 @@ async fn a_token_above_every_clock_survives_the_restart_of_the_server_that_had_i
     assert!(next > token, "token {next} after {token}");
     second.release().await.unwrap();
 }
+
+/// The last token may survive on a server that is busy for this attempt (held
+/// by a contender a moment ago, say): its fence counts as much as a granting
+/// server's, so the new token is above it.
+#[tokio::test]
+async fn a_busy_servers_fence_counts_too() {
+    let quorum = RedisQuorum::start(5);
+    let locks = client(&quorum).await;
+    let key = locks.key_for("busy-fence");
+    let far_ahead: u64 = 20_000_000_000_000_000;
+    let mut first = quorum.servers()[0].connection();
+    let () = redis::cmd("SET")
+        .arg(format!("{key}:fence"))
+        .arg(far_ahead)
+        .query(&mut first)
+        .unwrap();
+    let () = redis::cmd("SET")
+        .arg(&key)
+        .arg("a-contender")
+        .arg("PX")
+        .arg(10_000)
+        .query(&mut first)
+        .unwrap();
+    let guard = locks
+        .acquire("busy-fence", &ttl(5_000).fencing(true).wait(Wait::TryOnce))
+        .await
+        .unwrap();
+    let token = guard.fencing_token().unwrap();
+    assert!(token > far_ahead, "{token} is not above {far_ahead}");
+    guard.release().await.unwrap();
+}

@@ -139,6 +139,8 @@ async fn guards_run_blocking_and_the_attribute_work_on_a_quorum() {
     assert!(guard.is_held());
     assert!(quorum.values(&key).iter().all(Option::is_some));
     guard.release().await.unwrap();
+    // Release answers at a majority; the rest may still be on their way.
+    lock_runtime::flush_releases(Duration::from_secs(5)).await;
     assert_eq!(quorum.values(&key), vec![None; 3]);
 
     let ran = locks
@@ -165,5 +167,6 @@ async fn guards_run_blocking_and_the_attribute_work_on_a_quorum() {
         Ok(3)
     }
     assert_eq!(annotated(&locks).await.unwrap(), 3);
+    lock_runtime::flush_releases(Duration::from_secs(5)).await;
     assert_eq!(quorum.values(&key), vec![None; 3]);
 }

@@ -58,7 +58,7 @@ async fn waiting_for(quorum: &RedisQuorum, key: &str) {
     loop {
         let registered = running().any(|server| {
             redis::cmd("HLEN")
-                .arg(format!("{key}:wake"))
+                .arg(format!("{key}:wakers"))
                 .query::<u64>(&mut server.connection())
                 .is_ok_and(|waiters| waiters > 0)
         });
@@ -110,5 +110,79 @@ async fn contenders_that_split_the_servers_back_off_and_one_wins() {
     }
     for task in tasks {
         task.await.unwrap();
+    }
+}
+
+/// Six waiters on one lock: a release wakes the two that waited longest on each
+/// server (publishes counted by the servers), not all six, and one of those two
+/// is the next holder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_wakes_the_two_longest_waiting_not_every_waiter() {
+    let quorum = RedisQuorum::start(3);
+    let holder = client(&quorum).await;
+    let key = holder.key_for("herd");
+    let guard = holder.acquire("herd", &ttl(30_000)).await.unwrap();
+    let mut waiters = Vec::new();
+    for index in 0..6 {
+        let waiter = client(&quorum).await;
+        waiters.push(tokio::spawn(async move {
+            let guard = waiter
+                .acquire(
+                    "herd",
+                    &ttl(30_000).wait(Wait::For(Duration::from_secs(20))),
+                )
+                .await?;
+            let got = Instant::now();
+            // Hold a moment, so the order of holders is the order of wake-ups.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            guard.release().await?;
+            Ok::<_, lock_runtime::LockError>((index, got))
+        }));
+        // Each waiter registered (arrived) before the next starts.
+        registered(&quorum, &key, index + 1).await;
+    }
+    let published: Vec<u64> = quorum
+        .servers()
+        .iter()
+        .map(|server| server.command_calls("publish"))
+        .collect();
+    guard.release().await.unwrap();
+    let mut order = Vec::new();
+    for waiter in waiters {
+        order.push(waiter.await.unwrap().unwrap());
+    }
+    order.sort_by_key(|(_, got)| *got);
+    // Each holder was one of the two woken: the two longest waiting then.
+    let mut still_waiting: Vec<usize> = (0..6).collect();
+    for (index, _) in &order {
+        let place = still_waiting.iter().position(|waiting| waiting == index);
+        assert!(
+            place.is_some_and(|place| place < 2),
+            "waiter {index} held it while {still_waiting:?} waited longer: {order:?}"
+        );
+        still_waiting.retain(|waiting| waiting != index);
+    }
+    // The first release woke two per server; every later one at most two more.
+    for (server, before) in quorum.servers().iter().zip(published) {
+        let publishes = server.command_calls("publish") - before;
+        assert!(publishes <= 2 * 6, "{publishes} publishes for 6 releases");
+    }
+}
+
+/// Waits until `count` waiters are registered at `key` on every server.
+async fn registered(quorum: &RedisQuorum, key: &str, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let all = quorum.servers().iter().all(|server| {
+            redis::cmd("ZCARD")
+                .arg(format!("{key}:wake"))
+                .query::<usize>(&mut server.connection())
+                .is_ok_and(|waiting| waiting >= count)
+        });
+        if all {
+            return;
+        }
+        assert!(Instant::now() < deadline, "waiter {count} never registered");
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
