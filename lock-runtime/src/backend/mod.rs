@@ -415,22 +415,34 @@ impl Backend {
 
     /// One acquire attempt.
     pub(crate) async fn try_acquire(&self, request: &AttemptRequest<'_>) -> RedisResult<Attempt> {
-        let mut connection = match self.commands() {
-            Ok(connection) => connection,
-            Err(quorum) => {
-                return quorum
-                    .try_acquire(request, self.inner.notices.channel())
-                    .await;
-            }
-        };
         // A lock this client has not seen contended lately is most likely free:
         // try a plain SET NX first, which is what the script would do then, at a
         // fraction of the server's cost. Busy, fall through to the script (which
         // queues us and reports the holder's ttl). Fencing and FIFO always need
         // the script.
         let fencing = request.fence_lifetime_ms > 0;
-        if request.number == 1 && !request.fair && !fencing && !self.recently_contended(request.key)
-        {
+        let plain_first = request.number == 1
+            && !request.fair
+            && !fencing
+            && !self.recently_contended(request.key);
+        let mut connection = match self.commands() {
+            Ok(connection) => connection,
+            Err(quorum) => {
+                // The same on a quorum: a majority of plain SETs is a lease; the
+                // script's attempt that follows otherwise counts the servers
+                // already won (they hold our token).
+                if plain_first {
+                    if quorum.plain_majority(request).await {
+                        return Ok(Attempt::Acquired { fence: None });
+                    }
+                    self.mark_contended(request.key);
+                }
+                return quorum
+                    .try_acquire(request, self.inner.notices.channel())
+                    .await;
+            }
+        };
+        if plain_first {
             // Not set: the lock is busy, or already holds this token (this very
             // attempt ran before and its answer was lost, and a cluster
             // connection sent it again; or a release handed it to us). The

@@ -244,6 +244,27 @@ impl Quorum {
         .await
     }
 
+    /// A plain `SET NX PX` of the attempt's token on every node: whether a
+    /// majority set it (then the lease is held, counted from before the send).
+    pub(crate) async fn plain_majority(&self, request: &AttemptRequest<'_>) -> bool {
+        let timeout = self.node_timeout(request.ttl);
+        let set = request.plain_set();
+        let replies = join_all(self.nodes.iter().map(|node| {
+            let mut connection = node.commands.clone();
+            let set = &set;
+            async move {
+                tokio::time::timeout(timeout, set.query_async::<Option<String>>(&mut connection))
+                    .await
+            }
+        }))
+        .await;
+        let granted = replies
+            .into_iter()
+            .filter(|reply| matches!(reply, Ok(Ok(Some(_)))))
+            .count();
+        granted >= self.majority
+    }
+
     /// One acquire attempt on every node.
     pub(crate) async fn try_acquire(
         &self,
