@@ -661,6 +661,7 @@ async fn quorum(config: &Config, pin: bool) {
             .join(",")
     );
     let locks = LockClient::connect(&redlock_url).await.unwrap();
+    let single = LockClient::connect(&config.url).await.unwrap();
     let peer = rslock::LockManager::new(urls.clone());
     let mut pings = Vec::new();
     for url in &urls {
@@ -676,7 +677,7 @@ async fn quorum(config: &Config, pin: bool) {
     ];
     let mut figures: [Vec<f64>; 4] = Default::default();
     let mut ratios: [Vec<f64>; 4] = Default::default();
-    let mut over_peer = Vec::new();
+    let (mut over_peer, mut over_single, mut fencing_cost) = (Vec::new(), Vec::new(), Vec::new());
     for rep in 0..=config.reps {
         let ops = if rep == 0 {
             config.ops / 10
@@ -698,38 +699,37 @@ async fn quorum(config: &Config, pin: bool) {
                 let guard = locks.acquire("bench:quorum-fenced", &fenced).await.unwrap();
                 guard.release().await.unwrap();
             }),
-            per_op!(ops, {
-                let lock = peer
-                    .lock("bench:quorum-peer".as_bytes(), Duration::from_secs(30))
-                    .await
-                    .unwrap();
-                peer.unlock(&lock).await;
-            }),
+            per_op!(ops, peer_round(&peer, "bench:quorum-peer").await),
         ];
+        let one_server = per_op!(ops, {
+            let guard = single
+                .acquire("bench:quorum-single", &options)
+                .await
+                .unwrap();
+            guard.release().await.unwrap();
+        });
         if rep > 0 {
             for (index, value) in each.iter().enumerate() {
                 figures[index].push(*value);
                 ratios[index].push(value / (2.0 * each[0]));
             }
             over_peer.push(each[1] / each[3]);
+            over_single.push(each[1] / one_server);
+            fencing_cost.push(each[2] / each[1]);
         }
     }
-    println!("| quorum of 5, uncontended | µs per acquire+release | ÷ 2 parallel round trips |");
-    println!("| --- | ---: | ---: |");
-    for (index, what) in ROWS.iter().enumerate() {
-        if index == 0 {
-            println!("| {what} | {:.1} | |", median(&mut figures[0]));
-        } else {
-            println!(
-                "| {what} | {:.1} | {:.3} |",
-                median(&mut figures[index]),
-                median(&mut ratios[index])
-            );
-        }
-    }
+    print_ratio_table(
+        "quorum of 5, uncontended",
+        "÷ 2 parallel round trips",
+        &ROWS,
+        &mut figures,
+        &mut ratios,
+    );
     println!(
-        "\nquorum guard ÷ rslock, uncontended: {:.3}\n",
-        median(&mut over_peer)
+        "\nuncontended, same run: quorum guard ÷ rslock {:.3}; quorum guard ÷ one-server guard {:.3}; fenced ÷ unfenced quorum {:.3}\n",
+        median(&mut over_peer),
+        median(&mut over_single),
+        median(&mut fencing_cost)
     );
 
     println!(
@@ -1076,13 +1076,7 @@ async fn uncontended(config: &Config) {
                 guard.release().await.unwrap();
             }),
             per_op!(ops, annotated(&locks).await.unwrap()),
-            per_op!(ops, {
-                let lock = peer
-                    .lock("bench:peer".as_bytes(), Duration::from_secs(30))
-                    .await
-                    .unwrap();
-                peer.unlock(&lock).await;
-            }),
+            per_op!(ops, peer_round(&peer, "bench:peer").await),
         ];
         if rep > 0 {
             for (index, value) in each.iter().enumerate() {
@@ -1093,9 +1087,41 @@ async fn uncontended(config: &Config) {
             guard_over_floor.push(each[2] / each[1]);
         }
     }
-    println!("| uncontended | µs per acquire+release | ÷ 2 round trips |");
+    print_ratio_table(
+        "uncontended",
+        "÷ 2 round trips",
+        &ROWS,
+        &mut figures,
+        &mut ratios,
+    );
+    println!(
+        "\nattribute ÷ guard by hand: {:.3}; guard by hand ÷ the floor: {:.3}\n",
+        median(&mut attribute_over_guard),
+        median(&mut guard_over_floor)
+    );
+}
+
+/// One rslock lock + unlock of `name`.
+async fn peer_round(peer: &rslock::LockManager, name: &str) {
+    let lock = peer
+        .lock(name.as_bytes(), Duration::from_secs(30))
+        .await
+        .unwrap();
+    peer.unlock(&lock).await;
+}
+
+/// Prints µs per acquire+release for each row, and (but for the first row,
+/// the round trip itself) the median ratio to the round trip.
+fn print_ratio_table(
+    title: &str,
+    ratio_header: &str,
+    rows: &[&str],
+    figures: &mut [Vec<f64>],
+    ratios: &mut [Vec<f64>],
+) {
+    println!("| {title} | µs per acquire+release | {ratio_header} |");
     println!("| --- | ---: | ---: |");
-    for (index, what) in ROWS.iter().enumerate() {
+    for (index, what) in rows.iter().enumerate() {
         if index == 0 {
             println!("| {what} | {:.1} | |", median(&mut figures[0]));
         } else {
@@ -1106,11 +1132,6 @@ async fn uncontended(config: &Config) {
             );
         }
     }
-    println!(
-        "\nattribute ÷ guard by hand: {:.3}; guard by hand ÷ the floor: {:.3}\n",
-        median(&mut attribute_over_guard),
-        median(&mut guard_over_floor)
-    );
 }
 
 /// The contended runs: each worker with its own client, then one shared client.
