@@ -18,6 +18,7 @@ pub(crate) const KEYS: &[&str] = &[
     "guard",
     "fencing",
     "fair",
+    "reentrant",
     "on_lost",
     "max_hold",
     "min_hold",
@@ -63,6 +64,7 @@ pub(crate) struct Args {
     pub(crate) guard: Option<Ident>,
     pub(crate) fencing: bool,
     pub(crate) fair: bool,
+    pub(crate) reentrant: bool,
     pub(crate) on_lost: Option<(OnLostArg, Span)>,
     pub(crate) max_hold: Option<Millis>,
     pub(crate) min_hold: Option<Millis>,
@@ -211,6 +213,9 @@ fn example(key: &str) -> &'static str {
         "guard" => "e.g. `guard = lock`, then use `lock.fencing_token()` in the body",
         "fencing" => "`fencing = true` or `fencing = false`",
         "fair" => "`fair = true` (waiters served in arrival order) or `fair = false`",
+        "reentrant" => {
+            "`reentrant = true` (a call made while this lock is held here runs under that hold) or `reentrant = false`"
+        }
         "on_lost" => "`on_lost = \"cancel\"` or `on_lost = \"notify\"`",
         "max_hold" => "e.g. `max_hold = \"10m\"`",
         "min_hold" => "e.g. `min_hold = \"30s\"`",
@@ -229,6 +234,7 @@ fn interpret(raw: Raw, errors: &mut Errors) -> Args {
     let mut guard = None;
     let mut fencing = false;
     let mut fair = false;
+    let mut reentrant = false;
     let mut on_lost = None;
     let mut max_hold = None;
     let mut min_hold = None;
@@ -312,6 +318,10 @@ fn interpret(raw: Raw, errors: &mut Errors) -> Args {
             },
             "fair" => match lit(&value) {
                 Some(Lit::Bool(on)) => fair = on.value(),
+                _ => fail(errors, span, wrong("must be `true` or `false`")),
+            },
+            "reentrant" => match lit(&value) {
+                Some(Lit::Bool(on)) => reentrant = on.value(),
                 _ => fail(errors, span, wrong("must be `true` or `false`")),
             },
             "on_lost" => match lit(&value) {
@@ -403,6 +413,7 @@ fn interpret(raw: Raw, errors: &mut Errors) -> Args {
         guard,
         fencing,
         fair,
+        reentrant,
         on_lost,
         max_hold,
         min_hold,

@@ -146,6 +146,9 @@ fn options(args: &Args, ttl: &TtlArg, private: &TokenStream) -> TokenStream {
     if args.fair {
         options.extend(quote!(.fair(true)));
     }
+    if args.reentrant {
+        options.extend(quote!(.reentrant(true)));
+    }
     if let Some(max_hold) = args.max_hold {
         let max_hold = millis(private, max_hold.ms);
         options.extend(quote!(.max_hold(#max_hold)));

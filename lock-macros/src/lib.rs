@@ -107,6 +107,24 @@ use proc_macro::TokenStream;
 /// async fn print(job: u64) -> Result<(), LockError> { Ok(()) }
 /// ```
 ///
+/// `reentrant`: a call made while this lock is already held by the calling
+/// code (inside another function locked on the same name, in the same task, or
+/// on the same thread for a sync `fn`) runs under that hold instead of waiting
+/// on itself, and releases nothing at its end; the outermost call releases.
+/// Without it such a call fails at once with `LockError::Reentrant`. A task
+/// spawned from the body is a different holder.
+///
+/// ```no_run
+/// # use lock_runtime::{LockError, redis_locked};
+/// #[redis_locked(name = "account:{id}", ttl = 30, reentrant = true)]
+/// async fn close(id: u64) -> Result<(), LockError> {
+///     settle(id).await // locks the same account: runs under this hold
+/// }
+///
+/// #[redis_locked(name = "account:{id}", ttl = 30, reentrant = true)]
+/// async fn settle(id: u64) -> Result<(), LockError> { Ok(()) }
+/// ```
+///
 /// `on_lost` (`async fn` only): `"cancel"` (default) drops the body at its next
 /// await when the lease is lost; `"notify"` leaves it running to react through
 /// `lock.lost()`. Either way the call then returns `LockError::Lost`, never the

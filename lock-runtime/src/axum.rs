@@ -33,9 +33,9 @@ impl LockError {
             | LockError::Connection { .. }
             | LockError::Redis { .. }
             | LockError::Unreplicated { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            LockError::InvalidName { .. } | LockError::Config { .. } => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            LockError::InvalidName { .. }
+            | LockError::Config { .. }
+            | LockError::Reentrant { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 

@@ -29,6 +29,10 @@ impl LockClient {
         name: &str,
         options: &LockOptions,
     ) -> Result<LockGuard, LockError> {
+        // Here, on the calling thread, whose scope says what it holds.
+        if let Some(reentered) = self.reentered(name, options) {
+            return reentered;
+        }
         let client = self.blocking_twin()?;
         let (name, options) = (name.to_owned(), options.clone());
         block_on_background(async move { client.acquire(&name, &options).await })?
@@ -59,7 +63,7 @@ impl LockClient {
     ) -> Result<T, LockError> {
         let guard = self.acquire_blocking(name, options)?;
         guard.check()?;
-        let output = body(guard.handle());
+        let output = guard.scope_blocking(|| body(guard.handle()));
         if !guard.is_held() {
             return Err(guard.lease().lost_error());
         }

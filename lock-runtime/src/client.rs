@@ -11,6 +11,7 @@ use crate::engine::acquire::acquire;
 use crate::engine::line::Lines;
 use crate::error::LockError;
 use crate::guard::{LockGuard, LockHandle, finish};
+use crate::held;
 use crate::options::{LockOptions, OnLost};
 use crate::rt;
 
@@ -198,9 +199,44 @@ impl LockClient {
     /// [`LockError::Timeout`] (bounded wait), [`LockError::InvalidName`],
     /// [`LockError::Config`], [`LockError::Redis`].
     pub async fn acquire(&self, name: &str, options: &LockOptions) -> Result<LockGuard, LockError> {
+        if let Some(reentered) = self.reentered(name, options) {
+            return reentered;
+        }
         let backend = &self.inner.backend;
         let acquired = acquire(backend, &self.inner.lines, name, options).await?;
         Ok(LockGuard::new(acquired, backend.clone(), options.min_hold))
+    }
+
+    /// When the running code holds lock `name` already (see
+    /// [`LockOptions::reentrant`]): a guard on that hold if the options allow
+    /// re-entry, else [`LockError::Reentrant`]. `None` otherwise.
+    pub(crate) fn reentered(
+        &self,
+        name: &str,
+        options: &LockOptions,
+    ) -> Option<Result<LockGuard, LockError>> {
+        let backend = &self.inner.backend;
+        let outer = held::holding(backend.server(), &backend.lease_key(name))?;
+        let nested = || {
+            options.validate(name)?;
+            if !options.reentrant {
+                return Err(LockError::Reentrant {
+                    name: name.to_owned(),
+                });
+            }
+            if options.fencing && outer.fence.is_none() {
+                return Err(LockError::Config {
+                    subject: format!("lock `{name}`"),
+                    reason: "this re-entrant call asks for a fencing token, but the outer hold it runs under was taken without one: turn fencing on for the outer call".to_owned(),
+                });
+            }
+            tracing::debug!(
+                lock = name,
+                "lock already held here; running under that hold"
+            );
+            Ok(LockGuard::nested(Arc::clone(&outer), backend.clone()))
+        };
+        Some(nested())
     }
 
     /// Runs `body` while holding the lock `name`, and releases the lock when it ends.
@@ -265,16 +301,16 @@ impl LockClient {
         let guard = self.acquire(name, options).await?;
         guard.check()?;
         let handle = guard.handle();
+        let body = guard.scope(body(handle.clone()));
         let output = match options.on_lost {
             OnLost::Cancel => {
-                let lost = handle.lost();
                 tokio::select! {
                     biased;
-                    lost = lost => return Err(lost),
-                    output = body(handle) => output,
+                    lost = handle.lost() => return Err(lost),
+                    output = body => output,
                 }
             }
-            OnLost::Notify => body(handle).await,
+            OnLost::Notify => body.await,
         };
         finish(guard, output).await
     }

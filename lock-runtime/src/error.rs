@@ -140,6 +140,17 @@ pub enum LockError {
         /// Replicas asked for.
         wanted: u32,
     },
+    /// The running code already holds this lock through a client of the same
+    /// server (it is inside a `run` body, an annotated function or a guard's
+    /// `scope` for it), and the options do not allow re-entry: waiting would be
+    /// waiting on itself. Detected before any request is sent.
+    #[error(
+        "lock `{name}` is already held by this task (or thread): taking it again would wait on itself; allow it with `reentrant = true` (attribute) or `LockOptions::reentrant(true)`, so the inner call runs under the outer hold, or take the lock only in the outer call"
+    )]
+    Reentrant {
+        /// The lock's name.
+        name: String,
+    },
 }
 
 impl LockError {
@@ -151,7 +162,8 @@ impl LockError {
             | LockError::Lost { name, .. }
             | LockError::InvalidName { name, .. }
             | LockError::Redis { name, .. }
-            | LockError::Unreplicated { name, .. } => Some(name),
+            | LockError::Unreplicated { name, .. }
+            | LockError::Reentrant { name } => Some(name),
             LockError::Config { .. } | LockError::Connection { .. } => None,
         }
     }
@@ -184,6 +196,7 @@ impl From<LockError> for std::io::Error {
             LockError::Connection { .. } => ErrorKind::NotConnected,
             LockError::Redis { .. } => ErrorKind::Other,
             LockError::Unreplicated { .. } => ErrorKind::TimedOut,
+            LockError::Reentrant { .. } => ErrorKind::Deadlock,
         };
         std::io::Error::new(kind, error)
     }

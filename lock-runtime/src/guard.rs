@@ -49,6 +49,9 @@ pub struct LockGuard {
     /// dropped still armed, abandoned): "not ours" at a second release is then
     /// that release's doing, or an expiry after the work was done.
     released_while_held: bool,
+    /// A re-entrant guard on a hold the running code already had: its end
+    /// releases nothing (the outer hold's owner does).
+    nested: bool,
 }
 
 impl LockGuard {
@@ -65,7 +68,49 @@ impl LockGuard {
             heartbeat: Some(heartbeat),
             armed: true,
             released_while_held: false,
+            nested: false,
         }
+    }
+
+    /// A guard on `lease`, held already by the running code, for a re-entrant
+    /// acquisition: no heartbeat of its own, and nothing to release.
+    pub(crate) fn nested(lease: Arc<Lease>, backend: Backend) -> Self {
+        LockGuard {
+            lease,
+            backend,
+            min_hold: None,
+            heartbeat: None,
+            armed: false,
+            released_while_held: false,
+            nested: true,
+        }
+    }
+
+    /// Runs `body` as code that holds this lock: inside it, taking the same lock
+    /// again (through a client of the same server) is caught at once, as
+    /// [`LockError::Reentrant`], or with
+    /// [`LockOptions::reentrant`](crate::LockOptions::reentrant) runs under this
+    /// hold. `run`, `run_with` and `#[redis_locked]` do this for their bodies;
+    /// use it when you hold a guard and call code that may lock the same name.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: lock_runtime::LockClient) -> Result<(), lock_runtime::LockError> {
+    /// use lock_runtime::{LockError, LockOptions};
+    /// let options = LockOptions::default();
+    /// let guard = client.acquire("account:7", &options).await?;
+    /// let again = guard.scope(client.acquire("account:7", &options)).await;
+    /// assert!(matches!(again, Err(LockError::Reentrant { .. })));
+    /// guard.release().await
+    /// # }
+    /// ```
+    pub fn scope<F: Future>(&self, body: F) -> impl Future<Output = F::Output> + use<F> {
+        crate::held::scope(self.backend.server(), &self.lease, body)
+    }
+
+    /// [`scope`](Self::scope) for synchronous code: runs `body` on this thread
+    /// as code that holds this lock.
+    pub fn scope_blocking<T>(&self, body: impl FnOnce() -> T) -> T {
+        crate::held::scope_blocking(self.backend.server(), &self.lease, body)
     }
 
     /// The lock's name.
@@ -165,8 +210,14 @@ impl LockGuard {
     /// they do once the guard is dropped.
     ///
     /// Returns [`LockError::Lost`] if the lease was already lost: whatever was done
-    /// under it may have overlapped with another holder.
+    /// under it may have overlapped with another holder. A re-entrant guard
+    /// (see [`LockOptions::reentrant`](crate::LockOptions::reentrant)) releases
+    /// nothing: the outer hold goes on.
     pub async fn release(mut self) -> Result<(), LockError> {
+        if self.nested {
+            // The outer hold goes on: nothing to send, and nothing to end.
+            return self.check();
+        }
         self.heartbeat = None;
         let lost_before = self.lease.is_lost().then(|| self.lease.lost_error());
         self.released_while_held = self.lease.is_held();

@@ -44,6 +44,7 @@ mod engine;
 mod error;
 mod global;
 mod guard;
+mod held;
 mod keys;
 mod options;
 mod rt;

@@ -111,6 +111,12 @@ pub struct LockOptions {
     /// Count an acquisition (and each extend) only once this many replicas of
     /// the lock's primary acknowledged it (`WAIT`); see [`replicas`](Self::replicas).
     pub replicas: Option<Replicas>,
+    /// Let code that already holds this lock take it again: the inner call runs
+    /// under the outer hold (its lease, heartbeat and fencing token; this call's
+    /// ttl and wait do not apply) and its end releases nothing, only the
+    /// outermost does. Off by default: taking a held lock again is then
+    /// [`LockError::Reentrant`], at once. See [`reentrant`](Self::reentrant).
+    pub reentrant: bool,
 }
 
 impl Default for LockOptions {
@@ -132,6 +138,7 @@ impl LockOptions {
             on_lost: OnLost::Cancel,
             fair: false,
             replicas: None,
+            reentrant: false,
         }
     }
 
@@ -181,6 +188,34 @@ impl LockOptions {
     #[must_use]
     pub fn fair(mut self, fair: bool) -> Self {
         self.fair = fair;
+        self
+    }
+
+    /// Allows re-entry: code that already holds this lock (it runs inside a
+    /// `run` or `run_with` body, a `#[redis_locked]` function or a guard's
+    /// [`scope`](crate::LockGuard::scope) for it, in the same task; or inside a
+    /// `run_blocking` body on the same thread) takes it again without a request,
+    /// runs under the outer hold, and releases nothing at its end. A task
+    /// spawned from the body is a different holder and waits like anyone else,
+    /// as does a future joined beside the body (`join!`). Without it, such a
+    /// call fails at once with [`LockError::Reentrant`] instead of waiting on
+    /// itself.
+    ///
+    /// ```
+    /// # async fn demo(client: lock_runtime::LockClient) -> Result<(), lock_runtime::LockError> {
+    /// use lock_runtime::LockOptions;
+    /// let options = LockOptions::default().reentrant(true);
+    /// client
+    ///     .run("account:7", &options, async {
+    ///         // e.g. a helper that locks the account itself
+    ///         client.run("account:7", &options, async { /* still held */ }).await
+    ///     })
+    ///     .await??;
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn reentrant(mut self, on: bool) -> Self {
+        self.reentrant = on;
         self
     }
 

@@ -4,6 +4,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod mutual_exclusion;
+mod reentry;
 mod ways_out;
 
 use std::time::Duration;

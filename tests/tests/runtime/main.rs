@@ -12,6 +12,7 @@ mod lease;
 mod line;
 mod mutual_exclusion;
 mod reconnect;
+mod reentry;
 mod shutdown;
 mod waiting;
 
