@@ -1,5 +1,5 @@
 async fn post(state: &AppState, account: u64) -> Result<impl Display, AppError> {
-    let __lock_name: ::std::string::String = ::std::format!("ledger:{account}");
+    let __lock_names: [::std::string::String; 1] = [::std::format!("ledger:{account}")];
     let __lock_client: ::core::option::Option<my_app::locks::__private::LockClient> = ::core::option::Option::Some(
         my_app::locks::__private::client(&(state.locks)),
     );
@@ -14,12 +14,13 @@ async fn post(state: &AppState, account: u64) -> Result<impl Display, AppError> 
         .heartbeat(my_app::locks::__private::Duration::from_millis(10000u64))
         .fencing(true)
         .fair(true)
+        .reentrant(true)
         .max_hold(my_app::locks::__private::Duration::from_millis(600000u64))
         .min_hold(my_app::locks::__private::Duration::from_millis(1000u64))
         .on_lost(my_app::locks::__private::OnLost::Notify);
     my_app::locks::__private::run_async(
             __lock_client,
-            &__lock_name,
+            &__lock_names,
             &__lock_options,
             my_app::locks::__private::LockedReturn::from_lock_error,
             move |lock: my_app::locks::__private::LockHandle| async move {

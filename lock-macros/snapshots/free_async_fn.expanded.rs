@@ -1,12 +1,12 @@
 pub async fn settle(id: u64) -> Result<Receipt, AppError> {
-    let __lock_name: ::std::string::String = ::std::format!("invoice:{id}");
+    let __lock_names: [::std::string::String; 1] = [::std::format!("invoice:{id}")];
     let __lock_client: ::core::option::Option<::lock_runtime::__private::LockClient> = ::core::option::Option::None;
     let __lock_options: ::lock_runtime::__private::LockOptions = ::lock_runtime::__private::options(
         ::lock_runtime::__private::Duration::from_millis(30000u64),
     );
     ::lock_runtime::__private::run_async(
             __lock_client,
-            &__lock_name,
+            &__lock_names,
             &__lock_options,
             ::lock_runtime::__private::LockedReturn::from_lock_error,
             move |_: ::lock_runtime::__private::LockHandle| async move {

@@ -1,5 +1,5 @@
 async fn deposit(&self, id: u64, amount: u64) -> Result<u64, LockError> {
-    let __lock_name: ::std::string::String = ::std::format!("account:{id}");
+    let __lock_names: [::std::string::String; 1] = [::std::format!("account:{id}")];
     let __lock_client: ::core::option::Option<::lock_runtime::__private::LockClient> = ::core::option::Option::Some(
         ::lock_runtime::__private::client(&(self.locks)),
     );
@@ -13,7 +13,7 @@ async fn deposit(&self, id: u64, amount: u64) -> Result<u64, LockError> {
         );
     ::lock_runtime::__private::run_async(
             __lock_client,
-            &__lock_name,
+            &__lock_names,
             &__lock_options,
             ::lock_runtime::__private::LockedReturn::from_lock_error,
             move |_: ::lock_runtime::__private::LockHandle| async move {

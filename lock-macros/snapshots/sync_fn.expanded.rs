@@ -1,5 +1,5 @@
 fn nightly_export(path: &Path) -> std::io::Result<()> {
-    let __lock_name: ::std::string::String = ::std::format!("export");
+    let __lock_names: [::std::string::String; 1] = [::std::format!("export")];
     let __lock_client: ::core::option::Option<::lock_runtime::__private::LockClient> = ::core::option::Option::None;
     let __lock_options: ::lock_runtime::__private::LockOptions = ::lock_runtime::__private::options(
             ::lock_runtime::__private::Duration::from_millis(300000u64),
@@ -7,7 +7,7 @@ fn nightly_export(path: &Path) -> std::io::Result<()> {
         .wait(::lock_runtime::__private::Wait::TryOnce);
     ::lock_runtime::__private::run_blocking(
         __lock_client,
-        &__lock_name,
+        &__lock_names,
         &__lock_options,
         ::lock_runtime::__private::LockedReturn::from_lock_error,
         move |_: ::lock_runtime::__private::LockHandle| {

@@ -56,7 +56,8 @@ pub(crate) enum OnLostArg {
 /// The arguments as far as they are valid (`name` and `ttl` are `Some` whenever no
 /// error was reported).
 pub(crate) struct Args {
-    pub(crate) name: Option<LitStr>,
+    /// One lock name, or the list given as `name = [..]`.
+    pub(crate) names: Vec<LitStr>,
     pub(crate) ttl: Option<TtlArg>,
     pub(crate) wait: WaitArg,
     pub(crate) heartbeat: Option<Millis>,
@@ -201,7 +202,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
 
 fn example(key: &str) -> &'static str {
     match key {
-        "name" => "e.g. `name = \"invoice:{id}\"`",
+        "name" => {
+            "e.g. `name = \"invoice:{id}\"`, or several locks at once: `name = [\"account:{from}\", \"account:{to}\"]`"
+        }
         "ttl" => {
             "e.g. `ttl = 30` (seconds), `ttl = \"500ms\"`, or an expression giving a `Duration`"
         }
@@ -225,7 +228,7 @@ fn example(key: &str) -> &'static str {
 }
 
 fn interpret(raw: Raw, errors: &mut Errors) -> Args {
-    let mut name = None;
+    let mut names = Vec::new();
     let mut ttl = None;
     let mut wait = WaitArg::Forever;
     let mut ttl_literal: Option<Millis> = None;
@@ -248,12 +251,36 @@ fn interpret(raw: Raw, errors: &mut Errors) -> Args {
         let span = value.span();
         let wrong = |what: &str| format!("`{key}` {what}: {}", example(&key));
         match key.as_str() {
-            "name" => match lit(&value) {
-                Some(Lit::Str(lit)) if lit.value().is_empty() => {
-                    fail(errors, span, "`name` must not be empty: e.g. `name = \"invoice:{id}\"`".into())
+            "name" => match &value {
+                Expr::Array(list) if list.elems.is_empty() => fail(
+                    errors,
+                    span,
+                    "`name = []` names no lock: list one or more, e.g. `name = [\"account:{from}\", \"account:{to}\"]`".into(),
+                ),
+                Expr::Array(list) => {
+                    for item in &list.elems {
+                        match lit(item) {
+                            Some(Lit::Str(text)) if text.value().is_empty() => fail(
+                                errors,
+                                item.span(),
+                                "a lock name in `name = [..]` must not be empty: e.g. `\"account:{to}\"`".into(),
+                            ),
+                            Some(Lit::Str(text)) => names.push(text.clone()),
+                            _ => fail(
+                                errors,
+                                item.span(),
+                                "each lock name in `name = [..]` must be a string literal, e.g. `name = [\"account:{from}\", \"account:{to}\"]`".into(),
+                            ),
+                        }
+                    }
                 }
-                Some(Lit::Str(lit)) => name = Some(lit.clone()),
-                _ => fail(errors, span, wrong("must be a string literal")),
+                _ => match lit(&value) {
+                    Some(Lit::Str(lit)) if lit.value().is_empty() => {
+                        fail(errors, span, "`name` must not be empty: e.g. `name = \"invoice:{id}\"`".into())
+                    }
+                    Some(Lit::Str(lit)) => names.push(lit.clone()),
+                    _ => fail(errors, span, wrong("must be a string literal, or a list of them")),
+                },
             },
             "ttl" if lit(&value).is_none() && !negated_literal(&value) => {
                 ttl = Some(TtlArg::Expr(value));
@@ -405,7 +432,7 @@ fn interpret(raw: Raw, errors: &mut Errors) -> Args {
         );
     }
     Args {
-        name,
+        names,
         ttl,
         wait,
         heartbeat,

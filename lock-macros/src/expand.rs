@@ -13,9 +13,11 @@ use crate::attr::{Args, OnLostArg, TtlArg, WaitArg};
 
 /// The rewritten function; `None` if `name` or `ttl` is missing (already reported).
 pub(crate) fn expand(args: &Args, function: &ItemFn) -> Option<TokenStream> {
-    let (Some(name), Some(ttl)) = (&args.name, &args.ttl) else {
+    let (false, Some(ttl)) = (args.names.is_empty(), &args.ttl) else {
         return None;
     };
+    let names = &args.names;
+    let count = proc_macro2::Literal::usize_unsuffixed(names.len());
     let ItemFn {
         attrs,
         vis,
@@ -46,7 +48,7 @@ pub(crate) fn expand(args: &Args, function: &ItemFn) -> Option<TokenStream> {
     };
     // Spanned at the return type: a return type the runtime cannot convert a
     // `LockError` into is reported there.
-    let name_var = Ident::new("__lock_name", mixed);
+    let name_var = Ident::new("__lock_names", mixed);
     let client_var = Ident::new("__lock_client", mixed);
     let options_var = Ident::new("__lock_options", mixed);
     let private_at_return = respan(private.clone(), return_span);
@@ -80,7 +82,7 @@ pub(crate) fn expand(args: &Args, function: &ItemFn) -> Option<TokenStream> {
     };
 
     let body = quote_spanned! {mixed=>
-        let #name_var: ::std::string::String = ::std::format!(#name);
+        let #name_var: [::std::string::String; #count] = [#(::std::format!(#names)),*];
         let #client_var: ::core::option::Option<#private::LockClient> = #client;
         let #options_var: #private::LockOptions = #options;
         #call

@@ -75,7 +75,7 @@ pub(crate) fn check(args: &Args, function: &ItemFn, errors: &mut Errors) {
         );
     }
     let bindings = bindings(function);
-    if let Some(name) = &args.name {
+    for name in &args.names {
         check_name(name, &bindings, errors);
     }
     if let Some(guard) = &args.guard

@@ -45,6 +45,21 @@ use proc_macro::TokenStream;
 /// }
 /// ```
 ///
+/// A list takes several locks at once, all or nothing
+/// (`LockClient::acquire_all`): in one global order, so two calls naming the
+/// same locks in opposite orders cannot deadlock; duplicates count once, and
+/// losing any one lease loses the set. `guard.fencing_token_of(name)` gives
+/// each lock's token.
+///
+/// ```no_run
+/// # use lock_runtime::{LockError, redis_locked};
+/// #[redis_locked(name = ["account:{from}", "account:{to}"], ttl = 10, wait = "2s")]
+/// async fn transfer(from: u64, to: u64, amount: u64) -> Result<(), LockError> {
+///     // neither account is touched by another transfer meanwhile
+///     Ok(())
+/// }
+/// ```
+///
 /// `ttl` (**required**): the lease length: whole seconds (`ttl = 30`) or a string with a
 /// unit (`"500ms"`, `"30s"`, `"5m"`, `"1h"`). If the holder dies, the lock frees
 /// itself this long after the last heartbeat.
@@ -197,10 +212,10 @@ use proc_macro::TokenStream;
 ///
 /// ```ignore
 /// pub async fn settle(id: u64) -> Result<Receipt, AppError> {
-///     let __lock_name: String = format!("invoice:{id}");
+///     let __lock_names: [String; 1] = [format!("invoice:{id}")]; // one per name
 ///     let __lock_client: Option<LockClient> = None; // `client = …` gives Some(…)
 ///     let __lock_options: LockOptions = options(Duration::from_millis(30000)); // + wait, heartbeat…
-///     ::lock_runtime::__private::run_async(__lock_client, &__lock_name, &__lock_options,
+///     ::lock_runtime::__private::run_async(__lock_client, &__lock_names, &__lock_options,
 ///         move |_: LockHandle| async move {
 ///             if false { let r: Result<Receipt, AppError> = loop {}; return r; } // fixes the type for `?`
 ///             { body }
@@ -210,9 +225,10 @@ use proc_macro::TokenStream;
 /// }
 /// ```
 ///
-/// `run_async` is `LockClient::run_with` on the given (or default) client, with the
-/// error converted through the return type; a sync `fn` calls `run_blocking`, which
-/// is `LockClient::run_blocking`. The exact output for several shapes is checked in
+/// `run_async` is `LockClient::run_with` (`run_all_with` for a list of names) on
+/// the given (or default) client, with the error converted through the return
+/// type; a sync `fn` calls `run_blocking`, which is `LockClient::run_blocking`
+/// (`run_all_blocking`). The exact output for several shapes is checked in
 /// under `lock-macros/snapshots/`.
 #[proc_macro_attribute]
 pub fn redis_locked(args: TokenStream, item: TokenStream) -> TokenStream {

@@ -84,6 +84,7 @@ fn every_argument() {
             guard = lock,
             fencing = true,
             fair = true,
+            reentrant = true,
             on_lost = "notify",
             max_hold = "10m",
             min_hold = "1s",
@@ -93,6 +94,23 @@ fn every_argument() {
             async fn post(state: &AppState, account: u64) -> Result<impl Display, AppError> {
                 state.ledger.write(account, lock.fencing_token()).await?;
                 Ok(account)
+            }
+        },
+    );
+}
+
+#[test]
+fn several_names() {
+    check(
+        "several_names",
+        quote!(
+            name = ["account:{from}", "account:{to}"],
+            ttl = 10,
+            guard = lock
+        ),
+        quote! {
+            async fn transfer(from: u64, to: u64, amount: u64) -> Result<(), LockError> {
+                move_money(from, to, amount, lock.fencing_token_of("x")).await
             }
         },
     );

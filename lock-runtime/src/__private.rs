@@ -1,7 +1,7 @@
 //! What `#[redis_locked]` expands to calls. Not public API: no stability promise.
 //!
 //! Everything here is a thin shim over public calls (`LockClient::run_with`,
-//! `LockClient::run_blocking`, `default_client`), plus the trait that turns a
+//! `run_all_with`, `run_blocking`, `run_all_blocking`, `default_client`), plus the trait that turns a
 //! [`LockError`] into the annotated function's return type.
 
 use std::borrow::Borrow;
@@ -61,10 +61,11 @@ pub fn wait(wait: impl Into<Wait>) -> Wait {
     wait.into()
 }
 
-/// The async path: the given client or the default one, then `run_with`.
+/// The async path: the given client or the default one, then `run_with` (or
+/// `run_all_with` for `name = [..]`).
 pub async fn run_async<R, F, Fut>(
     client: Option<LockClient>,
-    name: &str,
+    names: &[String],
     options: &LockOptions,
     on_error: fn(LockError) -> R,
     body: F,
@@ -80,16 +81,21 @@ where
             Err(error) => return on_error(error),
         },
     };
-    match client.run_with(name, options, body).await {
+    let ran = match names {
+        [name] => client.run_with(name, options, body).await,
+        names => client.run_all_with(names, options, body).await,
+    };
+    match ran {
         Ok(output) => output,
         Err(error) => on_error(error),
     }
 }
 
-/// The sync path: the given client or the default one, then `run_blocking`.
+/// The sync path: the given client or the default one, then `run_blocking`
+/// (or `run_all_blocking`).
 pub fn run_blocking<R, F>(
     client: Option<LockClient>,
-    name: &str,
+    names: &[String],
     options: &LockOptions,
     on_error: fn(LockError) -> R,
     body: F,
@@ -104,7 +110,11 @@ where
             Err(error) => return on_error(error),
         },
     };
-    match client.run_blocking(name, options, body) {
+    let ran = match names {
+        [name] => client.run_blocking(name, options, body),
+        names => client.run_all_blocking(names, options, body),
+    };
+    match ran {
         Ok(output) => output,
         Err(error) => on_error(error),
     }

@@ -9,6 +9,7 @@ use crate::client::LockClient;
 use crate::error::LockError;
 use crate::guard::after_release;
 use crate::guard::{LockGuard, LockHandle};
+use crate::held;
 use crate::options::LockOptions;
 use crate::rt::block_on_background;
 
@@ -29,13 +30,35 @@ impl LockClient {
         name: &str,
         options: &LockOptions,
     ) -> Result<LockGuard, LockError> {
-        // Here, on the calling thread, whose scope says what it holds.
-        if let Some(reentered) = self.reentered(name, options) {
-            return reentered;
-        }
+        self.acquire_all_blocking([name], options)
+    }
+
+    /// [`acquire_all`](LockClient::acquire_all) for synchronous code.
+    ///
+    /// ```no_run
+    /// # fn demo(client: lock_runtime::LockClient) -> Result<(), lock_runtime::LockError> {
+    /// let both = client.acquire_all_blocking(["account:7", "account:3"], &lock_runtime::LockOptions::default())?;
+    /// // ... move the money ...
+    /// both.release_blocking()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn acquire_all_blocking<I, S>(
+        &self,
+        names: I,
+        options: &LockOptions,
+    ) -> Result<LockGuard, LockError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let names = self.lock_order(names)?;
         let client = self.blocking_twin()?;
-        let (name, options) = (name.to_owned(), options.clone());
-        block_on_background(async move { client.acquire(&name, &options).await })?
+        let options = options.clone();
+        // What this thread holds counts there too (re-entry).
+        let held = held::current();
+        block_on_background(held::within(held, async move {
+            client.acquire_all(&names, &options).await
+        }))?
     }
 
     /// [`run_with`](LockClient::run_with) for synchronous code. A sync body cannot
@@ -61,14 +84,34 @@ impl LockClient {
         options: &LockOptions,
         body: impl FnOnce(LockHandle) -> T,
     ) -> Result<T, LockError> {
-        let guard = self.acquire_blocking(name, options)?;
-        guard.check()?;
-        let output = guard.scope_blocking(|| body(guard.handle()));
-        if !guard.is_held() {
-            return Err(guard.lease().lost_error());
-        }
-        after_release(guard.release_blocking(), output)
+        run_held_blocking(self.acquire_blocking(name, options)?, body)
     }
+
+    /// [`run_all_with`](LockClient::run_all_with) for synchronous code (see
+    /// [`run_blocking`](Self::run_blocking)).
+    pub fn run_all_blocking<I, S, T>(
+        &self,
+        names: I,
+        options: &LockOptions,
+        body: impl FnOnce(LockHandle) -> T,
+    ) -> Result<T, LockError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        run_held_blocking(self.acquire_all_blocking(names, options)?, body)
+    }
+}
+
+/// A sync body under `guard`, in its scope; then the release.
+fn run_held_blocking<T>(
+    guard: LockGuard,
+    body: impl FnOnce(LockHandle) -> T,
+) -> Result<T, LockError> {
+    guard.check()?;
+    let output = guard.scope_blocking(|| body(guard.handle()));
+    guard.check()?;
+    after_release(guard.release_blocking(), output)
 }
 
 impl LockGuard {

@@ -10,9 +10,9 @@ use crate::builder::LockClientBuilder;
 use crate::engine::acquire::acquire;
 use crate::engine::line::Lines;
 use crate::error::LockError;
-use crate::guard::{LockGuard, LockHandle, finish};
+use crate::guard::{LockGuard, LockHandle, run_held};
 use crate::held;
-use crate::options::{LockOptions, OnLost};
+use crate::options::LockOptions;
 use crate::rt;
 
 /// A handle on one Redis server for taking locks. Cheap to clone: clones share one
@@ -148,6 +148,10 @@ impl LockClient {
         let made = rt::block_on_background(recipe.connect())??;
         *twin = Some(made.clone());
         Ok(made)
+    }
+
+    pub(crate) fn backend(&self) -> &Backend {
+        &self.inner.backend
     }
 
     /// The server this client talks to (`host:port` or socket path, no credentials).
@@ -299,19 +303,6 @@ impl LockClient {
         Fut: Future,
     {
         let guard = self.acquire(name, options).await?;
-        guard.check()?;
-        let handle = guard.handle();
-        let body = guard.scope(body(handle.clone()));
-        let output = match options.on_lost {
-            OnLost::Cancel => {
-                tokio::select! {
-                    biased;
-                    lost = handle.lost() => return Err(lost),
-                    output = body => output,
-                }
-            }
-            OnLost::Notify => body.await,
-        };
-        finish(guard, output).await
+        run_held(guard, options.on_lost, body).await
     }
 }

@@ -11,6 +11,7 @@ use crate::engine::acquire::Acquired;
 use crate::engine::lease::Lease;
 use crate::engine::release::release_lease;
 use crate::error::LockError;
+use crate::options::OnLost;
 
 /// A held lease. Its heartbeat runs in the background while the guard lives;
 /// [`release`](LockGuard::release) ends it, and so does dropping the guard.
@@ -52,6 +53,10 @@ pub struct LockGuard {
     /// A re-entrant guard on a hold the running code already had: its end
     /// releases nothing (the outer hold's owner does).
     nested: bool,
+    /// For a set of locks (`acquire_all`): the guards of the other names, in
+    /// lock order after this one, and their leases (for handles).
+    others: Vec<LockGuard>,
+    other_leases: Option<Arc<[Arc<Lease>]>>,
 }
 
 impl LockGuard {
@@ -69,7 +74,21 @@ impl LockGuard {
             armed: true,
             released_while_held: false,
             nested: false,
+            others: Vec::new(),
+            other_leases: None,
         }
+    }
+
+    /// One guard over a set of held locks, `first` and `others` (in lock
+    /// order): held while all are, released together.
+    pub(crate) fn set(mut first: LockGuard, others: Vec<LockGuard>) -> Self {
+        let leases: Vec<Arc<Lease>> = others
+            .iter()
+            .map(|guard| Arc::clone(&guard.lease))
+            .collect();
+        first.other_leases = (!leases.is_empty()).then(|| leases.into());
+        first.others = others;
+        first
     }
 
     /// A guard on `lease`, held already by the running code, for a re-entrant
@@ -83,6 +102,8 @@ impl LockGuard {
             armed: false,
             released_while_held: false,
             nested: true,
+            others: Vec::new(),
+            other_leases: None,
         }
     }
 
@@ -104,34 +125,56 @@ impl LockGuard {
     /// # }
     /// ```
     pub fn scope<F: Future>(&self, body: F) -> impl Future<Output = F::Output> + use<F> {
-        crate::held::scope(self.backend.server(), &self.lease, body)
+        crate::held::scope(self.backend.server(), self.leases(), body)
     }
 
     /// [`scope`](Self::scope) for synchronous code: runs `body` on this thread
     /// as code that holds this lock.
     pub fn scope_blocking<T>(&self, body: impl FnOnce() -> T) -> T {
-        crate::held::scope_blocking(self.backend.server(), &self.lease, body)
+        crate::held::scope_blocking(self.backend.server(), self.leases(), body)
     }
 
-    /// The lock's name.
+    fn leases(&self) -> Leases<'_> {
+        Leases {
+            first: &self.lease,
+            others: self.other_leases.as_deref().unwrap_or_default(),
+        }
+    }
+
+    /// The lock's name (for a set of locks, the first in lock order: see
+    /// [`names`](Self::names)).
     pub fn name(&self) -> &str {
         &self.lease.name
     }
 
+    /// The names of the locks this guard holds: one, or for
+    /// [`acquire_all`](crate::LockClient::acquire_all) each once, in lock order.
+    pub fn names(&self) -> Vec<&str> {
+        self.leases().names()
+    }
+
     /// The fencing token of this acquisition, when the options asked for fencing:
-    /// strictly larger than every earlier token for the same name.
+    /// strictly larger than every earlier token for the same name. (For a set
+    /// of locks, the first's: see [`fencing_token_of`](Self::fencing_token_of).)
     pub fn fencing_token(&self) -> Option<u64> {
         self.lease.fence
     }
 
-    /// True while the lease is valid: not lost, and within its local deadline.
-    pub fn is_held(&self) -> bool {
-        self.lease.is_held()
+    /// The fencing token of lock `name` of this guard, when fencing is on.
+    pub fn fencing_token_of(&self, name: &str) -> Option<u64> {
+        self.leases().fence_of(name)
     }
 
-    /// How long the lease is certainly still valid without another extend.
+    /// True while the lease is valid: not lost, and within its local deadline
+    /// (for a set of locks: every lease of the set).
+    pub fn is_held(&self) -> bool {
+        self.leases().is_held()
+    }
+
+    /// How long the lease is certainly still valid without another extend (for
+    /// a set: the shortest).
     pub fn time_left(&self) -> Option<Duration> {
-        self.lease.time_left()
+        self.leases().time_left()
     }
 
     /// `Ok(())` while held, else the [`LockError::Lost`] saying why: use it with
@@ -150,7 +193,7 @@ impl LockGuard {
     /// # }
     /// ```
     pub fn check(&self) -> Result<(), LockError> {
-        self.handle().check()
+        self.leases().check()
     }
 
     /// Completes with [`LockError::Lost`] when the lease is lost (never, if it is
@@ -172,7 +215,7 @@ impl LockGuard {
     /// # }
     /// ```
     pub fn lost(&self) -> impl Future<Output = LockError> + Send + use<> {
-        self.handle().lost()
+        self.leases().lost()
     }
 
     /// A cheap, cloneable view of this lease for the code it protects: hand it to
@@ -195,6 +238,7 @@ impl LockGuard {
     pub fn handle(&self) -> LockHandle {
         LockHandle {
             lease: Arc::clone(&self.lease),
+            others: self.other_leases.clone(),
         }
     }
 
@@ -217,6 +261,20 @@ impl LockGuard {
         if self.nested {
             // The outer hold goes on: nothing to send, and nothing to end.
             return self.check();
+        }
+        let others = std::mem::take(&mut self.others);
+        if !others.is_empty() {
+            // A set: all at once, each as one lock; a lost one is the answer.
+            let lost_before = self.check().err();
+            let released = futures_util::future::join_all(
+                std::iter::once(self).chain(others).map(LockGuard::release),
+            )
+            .await;
+            let mut released = released.into_iter();
+            return match lost_before {
+                Some(lost) => Err(lost),
+                None => released.find(Result::is_err).unwrap_or(Ok(())),
+            };
         }
         self.heartbeat = None;
         let lost_before = self.lease.is_lost().then(|| self.lease.lost_error());
@@ -249,10 +307,6 @@ impl LockGuard {
         }
     }
 
-    pub(crate) fn lease(&self) -> &Arc<Lease> {
-        &self.lease
-    }
-
     /// Stops the heartbeat; returns the lease if it still has to be released.
     fn disarm(&mut self) -> Option<Arc<Lease>> {
         self.heartbeat = None;
@@ -261,18 +315,82 @@ impl LockGuard {
 }
 
 /// The lock's name, fencing token, state, how long it has been held and how
-/// long it is certainly valid; never the lease token (the secret that
-/// authorises a release).
+/// long it is certainly valid (for a set, each lock's); never the lease token
+/// (the secret that authorises a release).
 impl std::fmt::Debug for LockGuard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.lease.describe("LockGuard", f)
+        self.leases().describe("LockGuard", f)
     }
 }
 
 /// As for [`LockGuard`]: never the lease token.
 impl std::fmt::Debug for LockHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.lease.describe("LockHandle", f)
+        self.leases().describe("LockHandle", f)
+    }
+}
+
+/// The leases of a guard or handle: one, or a set's, first in lock order.
+#[derive(Clone, Copy)]
+pub(crate) struct Leases<'a> {
+    first: &'a Arc<Lease>,
+    others: &'a [Arc<Lease>],
+}
+
+impl<'a> Leases<'a> {
+    pub(crate) fn iter(self) -> impl Iterator<Item = &'a Arc<Lease>> {
+        std::iter::once(self.first).chain(self.others)
+    }
+
+    fn names(self) -> Vec<&'a str> {
+        self.iter().map(|lease| lease.name.as_str()).collect()
+    }
+
+    fn fence_of(self, name: &str) -> Option<u64> {
+        self.iter().find(|lease| lease.name == name)?.fence
+    }
+
+    fn is_held(self) -> bool {
+        self.iter().all(|lease| lease.is_held())
+    }
+
+    fn time_left(self) -> Option<Duration> {
+        self.iter().map(|lease| lease.time_left()).min()?
+    }
+
+    fn check(self) -> Result<(), LockError> {
+        match self.iter().find(|lease| !lease.is_held()) {
+            Some(lease) => Err(lease.lost_error()),
+            None => Ok(()),
+        }
+    }
+
+    /// The first loss among the leases: losing one lock of a set is losing the set.
+    fn lost(self) -> impl Future<Output = LockError> + Send + use<> {
+        let leases: Vec<Arc<Lease>> = self.iter().cloned().collect();
+        async move {
+            let losses = leases.iter().map(|lease| Box::pin(lease.wait_lost()));
+            futures_util::future::select_all(losses).await.0
+        }
+    }
+
+    fn describe(self, kind: &str, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.others.is_empty() {
+            return self.first.describe(kind, f);
+        }
+        let mut list = f.debug_list();
+        for lease in self.iter() {
+            list.entry(&Described(kind, lease));
+        }
+        list.finish()
+    }
+}
+
+struct Described<'a>(&'a str, &'a Lease);
+
+impl std::fmt::Debug for Described<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.1.describe(self.0, f)
     }
 }
 
@@ -323,52 +441,95 @@ impl Drop for LockGuard {
 #[derive(Clone)]
 pub struct LockHandle {
     lease: Arc<Lease>,
+    /// The other leases of a set of locks, in lock order.
+    others: Option<Arc<[Arc<Lease>]>>,
 }
 
 impl LockHandle {
-    /// The lock's name.
+    fn leases(&self) -> Leases<'_> {
+        Leases {
+            first: &self.lease,
+            others: self.others.as_deref().unwrap_or_default(),
+        }
+    }
+
+    /// The lock's name (for a set of locks, the first in lock order).
     pub fn name(&self) -> &str {
         &self.lease.name
     }
 
-    /// The fencing token of this acquisition, when fencing is on.
+    /// The names of the locks held: one, or a set's, in lock order.
+    pub fn names(&self) -> Vec<&str> {
+        self.leases().names()
+    }
+
+    /// The fencing token of this acquisition, when fencing is on (for a set of
+    /// locks, the first's).
     pub fn fencing_token(&self) -> Option<u64> {
         self.lease.fence
     }
 
-    /// True while the lease is valid: not lost, and within its local deadline.
-    pub fn is_held(&self) -> bool {
-        self.lease.is_held()
+    /// The fencing token of lock `name` of this hold, when fencing is on.
+    pub fn fencing_token_of(&self, name: &str) -> Option<u64> {
+        self.leases().fence_of(name)
     }
 
-    /// How long the lease is certainly still valid without another extend.
+    /// True while the lease is valid: not lost, and within its local deadline
+    /// (for a set: every lease of it).
+    pub fn is_held(&self) -> bool {
+        self.leases().is_held()
+    }
+
+    /// How long the lease is certainly still valid without another extend (for
+    /// a set: the shortest).
     pub fn time_left(&self) -> Option<Duration> {
-        self.lease.time_left()
+        self.leases().time_left()
     }
 
     /// `Ok(())` while held, else the [`LockError::Lost`] saying why; use it with `?`
     /// before a step that must not run without the lock.
     pub fn check(&self) -> Result<(), LockError> {
-        if self.lease.is_held() {
-            Ok(())
-        } else {
-            Err(self.lease.lost_error())
-        }
+        self.leases().check()
     }
 
-    /// Completes with [`LockError::Lost`] when the lease is lost.
+    /// Completes with [`LockError::Lost`] when the lease (for a set, any of
+    /// them) is lost.
     pub fn lost(&self) -> impl Future<Output = LockError> + Send + use<> {
-        let lease = Arc::clone(&self.lease);
-        async move { lease.wait_lost().await }
+        self.leases().lost()
     }
+}
+
+/// A `run` body under `guard`: in the guard's scope, raced against the lease's
+/// loss as `on_lost` says; then [`finish`].
+pub(crate) async fn run_held<F, Fut>(
+    guard: LockGuard,
+    on_lost: OnLost,
+    body: F,
+) -> Result<Fut::Output, LockError>
+where
+    F: FnOnce(LockHandle) -> Fut,
+    Fut: Future,
+{
+    guard.check()?;
+    let handle = guard.handle();
+    let body = guard.scope(body(handle.clone()));
+    let output = match on_lost {
+        OnLost::Cancel => {
+            tokio::select! {
+                biased;
+                lost = handle.lost() => return Err(lost),
+                output = body => output,
+            }
+        }
+        OnLost::Notify => body.await,
+    };
+    finish(guard, output).await
 }
 
 /// After the body of `run`: the result counts only if the lease was still valid when
 /// the body ended; then release.
 pub(crate) async fn finish<T>(guard: LockGuard, output: T) -> Result<T, LockError> {
-    if !guard.is_held() {
-        return Err(guard.lease().lost_error());
-    }
+    guard.check()?;
     after_release(guard.release().await, output)
 }
 

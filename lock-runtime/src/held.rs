@@ -18,6 +18,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use crate::engine::lease::Lease;
+use crate::guard::Leases;
 
 /// One lock held by the current scope.
 #[derive(Clone)]
@@ -56,27 +57,43 @@ pub(crate) fn holding(server: &str, key: &str) -> Option<Arc<Lease>> {
         .or_else(|| THREAD_HELD.with(|held| find(&held.borrow())))
 }
 
-/// The current task's held locks plus `lease`.
-fn with_lease(server: &str, lease: &Arc<Lease>) -> Held {
+impl Held {
+    fn add(&mut self, server: &str, leases: Leases<'_>) {
+        let server: Arc<str> = Arc::from(server);
+        self.0.extend(leases.iter().map(|lease| HeldLock {
+            server: Arc::clone(&server),
+            lease: Arc::clone(lease),
+        }));
+    }
+}
+
+/// What the running code holds: the current task's scope and the current
+/// thread's, to carry into work done for it elsewhere (a blocking call's
+/// acquire, on the background runtime).
+pub(crate) fn current() -> Held {
     let mut held = TASK_HELD.try_with(Held::clone).unwrap_or_default();
-    held.0.push(HeldLock {
-        server: Arc::from(server),
-        lease: Arc::clone(lease),
-    });
+    THREAD_HELD.with(|thread| held.0.extend(thread.borrow().0.iter().cloned()));
     held
 }
 
-/// Runs `body` as a scope that holds `lease` (of a lock on `server`).
-pub(crate) fn scope<F: Future>(
-    server: &str,
-    lease: &Arc<Lease>,
-    body: F,
-) -> impl Future<Output = F::Output> + use<F> {
-    TASK_HELD.scope(with_lease(server, lease), body)
+/// Runs `body` as code that holds what `held` says (from [`current`]).
+pub(crate) fn within<F: Future>(held: Held, body: F) -> impl Future<Output = F::Output> {
+    TASK_HELD.scope(held, body)
 }
 
-/// Runs the sync `body` as a scope of the current thread that holds `lease`.
-pub(crate) fn scope_blocking<T>(server: &str, lease: &Arc<Lease>, body: impl FnOnce() -> T) -> T {
+/// Runs `body` as a scope that holds `leases` (of locks on `server`).
+pub(crate) fn scope<F: Future>(
+    server: &str,
+    leases: Leases<'_>,
+    body: F,
+) -> impl Future<Output = F::Output> + use<F> {
+    let mut held = TASK_HELD.try_with(Held::clone).unwrap_or_default();
+    held.add(server, leases);
+    TASK_HELD.scope(held, body)
+}
+
+/// Runs the sync `body` as a scope of the current thread that holds `leases`.
+pub(crate) fn scope_blocking<T>(server: &str, leases: Leases<'_>, body: impl FnOnce() -> T) -> T {
     /// Restores the thread's scope however `body` ends (a panic included).
     struct Restore(usize);
     impl Drop for Restore {
@@ -86,11 +103,9 @@ pub(crate) fn scope_blocking<T>(server: &str, lease: &Arc<Lease>, body: impl FnO
     }
     let depth = THREAD_HELD.with(|held| {
         let mut held = held.borrow_mut();
-        held.0.push(HeldLock {
-            server: Arc::from(server),
-            lease: Arc::clone(lease),
-        });
-        held.0.len() - 1
+        let depth = held.0.len();
+        held.add(server, leases);
+        depth
     });
     let _restore = Restore(depth);
     body()

@@ -48,6 +48,7 @@ mod held;
 mod keys;
 mod options;
 mod rt;
+mod sets;
 mod token;
 mod validity;
 

@@ -5,6 +5,7 @@
 
 mod mutual_exclusion;
 mod reentry;
+mod sets;
 mod ways_out;
 
 use std::time::Duration;

@@ -13,6 +13,7 @@ mod line;
 mod mutual_exclusion;
 mod reconnect;
 mod reentry;
+mod sets;
 mod shutdown;
 mod waiting;
 

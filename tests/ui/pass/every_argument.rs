@@ -12,6 +12,7 @@ use lock_runtime::{LockClient, LockError, redis_locked};
     guard = lock,
     fencing = true,
     fair = true,
+    reentrant = true,
     on_lost = "notify",
     max_hold = "10m",
     min_hold = "1s",
@@ -26,6 +27,17 @@ async fn post(locks: &LockClient, account: u64) -> Result<Option<u64>, LockError
 #[redis_locked(name = "ledger:{account}", ttl = 30, guard = lease, fencing = true, wait = "forever")]
 fn post_sync(account: u64) -> Result<bool, LockError> {
     Ok(lease.is_held() && account > 0)
+}
+
+// Several locks at once, async and sync, with each one's fencing token.
+#[redis_locked(name = ["account:{from}", "account:{to}"], ttl = 10, guard = lock, fencing = true)]
+async fn transfer(from: u64, to: u64) -> Result<Option<u64>, LockError> {
+    Ok(lock.fencing_token_of(&format!("account:{to}")))
+}
+
+#[redis_locked(name = ["account:{from}", "account:{to}"], ttl = 10, reentrant = true)]
+fn transfer_sync(from: u64, to: u64) -> Result<usize, LockError> {
+    Ok(from.max(to) as usize)
 }
 
 fn main() {}
