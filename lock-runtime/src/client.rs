@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Shape};
 use crate::builder::LockClientBuilder;
 use crate::engine::acquire::acquire;
 use crate::engine::line::Lines;
@@ -221,8 +221,28 @@ impl LockClient {
     ) -> Option<Result<LockGuard, LockError>> {
         let backend = &self.inner.backend;
         let outer = held::holding(backend.server(), &backend.lease_key(name))?;
+        let (held_as, wanted) = (Shape::of_token(&outer.token), Shape::of(options));
+        if let (Shape::Permits(_), Shape::Permits(_)) = (held_as, wanted) {
+            // Another permit of a semaphore: an ordinary acquire.
+            return None;
+        }
         let nested = || {
             options.validate(name)?;
+            if held_as != wanted && !(held_as == Shape::Write && wanted == Shape::Read) {
+                return Err(LockError::Config {
+                    subject: format!("lock `{name}`"),
+                    reason: format!(
+                        "it is held here as {}, and this call wants it as {}: {}",
+                        held_as.describe(),
+                        wanted.describe(),
+                        if held_as == Shape::Read && wanted == Shape::Write {
+                            "a read hold cannot be upgraded (two readers upgrading would wait on each other); take the write lock in the outer call"
+                        } else {
+                            "every use of a name must agree on its kind"
+                        }
+                    ),
+                });
+            }
             if !options.reentrant {
                 return Err(LockError::Reentrant {
                     name: name.to_owned(),

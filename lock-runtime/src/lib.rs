@@ -63,5 +63,5 @@ pub use keys::{DEFAULT_PREFIX, MAX_NAME_LEN};
 /// [`LockError`]: crate::LockError
 #[doc(inline)]
 pub use lock_macros::redis_locked;
-pub use options::{LockOptions, OnLost, Replicas, Wait};
+pub use options::{LockOptions, Mode, OnLost, Replicas, Wait};
 pub use rt::{flush_releases, flush_releases_blocking};

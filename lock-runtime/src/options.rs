@@ -43,6 +43,20 @@ pub enum OnLost {
     Notify,
 }
 
+/// Who may hold a lock together (see [`LockOptions::mode`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Mode {
+    /// One holder at a time (a mutex): the default.
+    #[default]
+    Exclusive,
+    /// Shared: any number of readers together, never with a writer.
+    Read,
+    /// Exclusive against readers and other writers. A writer waiting blocks
+    /// new readers, so a stream of readers cannot starve it.
+    Write,
+}
+
 /// How many replicas must acknowledge a lease before it counts as held (see
 /// [`LockOptions::replicas`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -117,6 +131,12 @@ pub struct LockOptions {
     /// outermost does. Off by default: taking a held lock again is then
     /// [`LockError::Reentrant`], at once. See [`reentrant`](Self::reentrant).
     pub reentrant: bool,
+    /// Read/write locking: [`Mode::Read`] holders share the lock, a
+    /// [`Mode::Write`] holder has it alone. See [`mode`](Self::mode).
+    pub mode: Mode,
+    /// A semaphore: up to this many holders at once, each with its own lease.
+    /// See [`permits`](Self::permits).
+    pub permits: Option<u32>,
 }
 
 impl Default for LockOptions {
@@ -139,6 +159,8 @@ impl LockOptions {
             fair: false,
             replicas: None,
             reentrant: false,
+            mode: Mode::Exclusive,
+            permits: None,
         }
     }
 
@@ -219,6 +241,45 @@ impl LockOptions {
         self
     }
 
+    /// Read/write locking. Any number of [`Mode::Read`] holders at once, or one
+    /// [`Mode::Write`] holder; a waiting writer blocks new readers, so it is
+    /// served once the readers already in are done. Each holder has its own
+    /// lease and heartbeat, and a reader that dies frees its share after its
+    /// ttl. A release wakes the waiters that may now go (every reader up to
+    /// the first waiting writer, or that writer). Every user of a name must
+    /// agree that it is a read/write lock. Not with `fencing`, `fair` or
+    /// `permits`, nor on a quorum client.
+    ///
+    /// ```
+    /// use lock_runtime::{LockOptions, Mode};
+    /// let readers = LockOptions::default().mode(Mode::Read);
+    /// let writer = LockOptions::default().mode(Mode::Write);
+    /// # let _ = (readers, writer);
+    /// ```
+    #[must_use]
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// A semaphore: at most `permits` holders of the name at a time (a
+    /// rate-limited API's concurrent callers, say). Each holder has its own
+    /// leased slot kept by its heartbeat, freed by its release or, if it dies,
+    /// after its ttl. With [`fair`](Self::fair), permits go to waiters in
+    /// arrival order. Every user of a name must agree on the count. Not with
+    /// `fencing`, `mode`, or `reentrant`, nor on a quorum client.
+    ///
+    /// ```
+    /// use lock_runtime::LockOptions;
+    /// let options = LockOptions::default().permits(4);
+    /// assert_eq!(options.permits, Some(4));
+    /// ```
+    #[must_use]
+    pub fn permits(mut self, permits: u32) -> Self {
+        self.permits = Some(permits);
+        self
+    }
+
     /// Sets what a scoped `run` does when the lease is lost mid-body.
     #[must_use]
     pub fn on_lost(mut self, on_lost: OnLost) -> Self {
@@ -260,6 +321,33 @@ impl LockOptions {
     pub fn replicas(mut self, count: u32, timeout: Duration) -> Self {
         self.replicas = Some(Replicas { count, timeout });
         self
+    }
+
+    /// Whether the shape (`mode`, `permits`) goes with the other settings.
+    fn validate_shape(&self) -> Result<(), &'static str> {
+        let shared = self.permits.is_some() || self.mode != Mode::Exclusive;
+        if self.permits == Some(0) {
+            return Err("permits must be at least 1");
+        }
+        if self.permits.is_some() && self.mode != Mode::Exclusive {
+            return Err("a lock has either permits (a semaphore) or a read/write mode, not both");
+        }
+        if shared && self.fencing {
+            return Err(
+                "fencing tokens are for exclusive locks: a semaphore's or a read lock's holders are many at once, so no token could order their writes; use an exclusive (or write) lock without fencing, or an exclusive lock with fencing",
+            );
+        }
+        if self.mode != Mode::Exclusive && self.fair {
+            return Err(
+                "`fair` is not available for read/write locks: they serve a waiting writer before new readers; leave it off",
+            );
+        }
+        if self.permits.is_some() && self.reentrant {
+            return Err(
+                "a semaphore cannot be re-entrant: a nested call would need a permit of its own, or none; leave `reentrant` off",
+            );
+        }
+        Ok(())
     }
 
     /// How long the fence key lives after an acquisition on these options, in ms
@@ -312,6 +400,8 @@ impl LockOptions {
         if self.max_hold.is_some_and(|max| max.is_zero()) {
             return Err(config("max_hold must be > 0".to_owned()));
         }
+        self.validate_shape()
+            .map_err(|reason| config(reason.to_owned()))?;
         if let Some(Replicas { count, timeout }) = self.replicas
             && (count == 0 || timeout.is_zero() || timeout >= heartbeat)
         {

@@ -32,7 +32,7 @@ use connect::Endpoints;
 pub use connect::redact_url;
 use contention::Contention;
 pub(crate) use notices::{NoticeNodes, Notices, Subscription};
-pub(crate) use protocol::{Attempt, AttemptRequest, Handoff, NextTask, Released};
+pub(crate) use protocol::{Attempt, AttemptRequest, Handoff, NextTask, Released, Shape};
 use quorum::Quorum;
 use sentinel::{SentinelCommands, SentinelGroup, SentinelUrl};
 use single::SingleServer;
@@ -400,7 +400,9 @@ impl Backend {
         if !matches!(self.inner.topology, Topology::Quorum(_)) {
             return Ok(());
         }
-        let reason = if options.fair {
+        let reason = if Shape::of(options).is_shared() {
+            "semaphores (`permits`) and read/write locks (`mode`) are not available on a quorum client yet: use an exclusive lock, or a client of one server, a Sentinel group or a Cluster"
+        } else if options.fair {
             "`fair` (FIFO) is not available on a quorum client: each server would keep its own order, and no order across them; leave it off (waiters are woken by notices and race for a majority)"
         } else if options.replicas.is_some() {
             "`replicas` is not available on a quorum client: its servers are independent primaries (the quorum is the redundancy)"
@@ -415,6 +417,14 @@ impl Backend {
 
     /// One acquire attempt.
     pub(crate) async fn try_acquire(&self, request: &AttemptRequest<'_>) -> RedisResult<Attempt> {
+        if Shape::of_token(request.token).is_shared() {
+            // Many holders: always the script (quorum clients refuse these
+            // options before any attempt).
+            let mut connection = self.commands().map_err(|_| no_quorum_shapes())?;
+            let cmd = request.many_script(self.inner.notices.channel());
+            let reply = scripts::run(&scripts::MANY_ACQUIRE, &cmd, &mut connection).await?;
+            return Ok(Attempt::from_reply(reply, false));
+        }
         // A lock this client has not seen contended lately is most likely free:
         // try a plain SET NX first, which is what the script would do then, at a
         // fraction of the server's cost. Busy, fall through to the script (which
@@ -514,8 +524,13 @@ impl Backend {
             Ok(connection) => connection,
             Err(quorum) => return quorum.extend(key, token, ttl).await,
         };
-        let cmd = protocol::extend(key, token, ttl);
-        let extended: i64 = scripts::run(&scripts::EXTEND, &cmd, &mut connection).await?;
+        let extended: i64 = if Shape::of_token(token).is_shared() {
+            let cmd = protocol::many_extend(key, token, ttl);
+            scripts::run(&scripts::MANY_EXTEND, &cmd, &mut connection).await?
+        } else {
+            let cmd = protocol::extend(key, token, ttl);
+            scripts::run(&scripts::EXTEND, &cmd, &mut connection).await?
+        };
         Ok(extended == 1)
     }
 
@@ -535,6 +550,17 @@ impl Backend {
             // the next task in line (if any) then asks for it.
             Err(quorum) => return quorum.release(key, token, &self.inner.runtime).await,
         };
+        if Shape::of_token(token).is_shared() {
+            // Many holders: no handoffs (and no line of tasks); the waiters
+            // that may go now are woken.
+            let cmd = protocol::many_release(key, token);
+            let released: i64 = scripts::run(&scripts::MANY_RELEASE, &cmd, &mut connection).await?;
+            return Ok(if released == 1 {
+                Released::Ended
+            } else {
+                Released::NotOurs
+            });
+        }
         let notices = &self.inner.notices;
         // Notices for this client's own waiters come back in the reply: if it is
         // lost (an error, or this future dropped mid-request), wake them all, to
@@ -560,6 +586,15 @@ impl Backend {
         }
         Ok(released)
     }
+}
+
+/// A shape a quorum client does not take reached it (`check_options` stops
+/// that before any request).
+fn no_quorum_shapes() -> redis::RedisError {
+    redis::RedisError::from((
+        redis::ErrorKind::Client,
+        "a quorum client takes exclusive locks only",
+    ))
 }
 
 /// The longest a quorum client's notice connection may take to one server

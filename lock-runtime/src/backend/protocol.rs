@@ -367,11 +367,133 @@ pub(crate) fn parse_notice(payload: &str) -> Option<(&str, Notice)> {
     Some((token, notice))
 }
 
+/// Who may hold a lock together: one holder, or many (a semaphore's permits,
+/// read/write). The shape travels in the token: an exclusive token is 32 hex
+/// digits; a shared one has a prefix, `s<permits>-`, `r-` or `w-`, so every
+/// request that names a token (extend, release, the background releases)
+/// reaches the right script without being told, and a waiter's queue entry
+/// says what it waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shape {
+    Exclusive,
+    /// A semaphore of this many permits.
+    Permits(u32),
+    Read,
+    Write,
+}
+
+impl Shape {
+    /// The shape `options` ask for.
+    pub(crate) fn of(options: &crate::options::LockOptions) -> Shape {
+        use crate::options::Mode;
+        match (options.permits, options.mode) {
+            (Some(permits), _) => Shape::Permits(permits),
+            (None, Mode::Read) => Shape::Read,
+            (None, Mode::Write) => Shape::Write,
+            (None, _) => Shape::Exclusive,
+        }
+    }
+
+    /// The shape a token was made for.
+    pub(crate) fn of_token(token: &str) -> Shape {
+        match token.split_once('-').map(|(prefix, _)| prefix) {
+            None => Shape::Exclusive,
+            Some("r") => Shape::Read,
+            Some("w") => Shape::Write,
+            Some(permits) => permits
+                .strip_prefix('s')
+                .and_then(|count| count.parse().ok())
+                .map_or(Shape::Exclusive, Shape::Permits),
+        }
+    }
+
+    /// What a token of this shape starts with (empty: exclusive).
+    pub(crate) fn token_prefix(self) -> String {
+        match self {
+            Shape::Exclusive => String::new(),
+            Shape::Permits(permits) => format!("s{permits}-"),
+            Shape::Read => "r-".to_owned(),
+            Shape::Write => "w-".to_owned(),
+        }
+    }
+
+    /// How an error message names the shape.
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            Shape::Exclusive => "an exclusive lock",
+            Shape::Permits(_) => "a semaphore",
+            Shape::Read => "a read lock",
+            Shape::Write => "a write lock",
+        }
+    }
+
+    pub(crate) fn is_shared(self) -> bool {
+        self != Shape::Exclusive
+    }
+}
+
+/// Appends the three keys of a lock with many holders `key`: its holders (the key itself,
+/// a sorted set of tokens by lease end), its waiters by arrival (`:wait`) and
+/// their entries (`:wakers`).
+fn many_keys<'a>(cmd: &'a mut redis::Cmd, key: &str) -> &'a mut redis::Cmd {
+    cmd.arg(key)
+        .arg(format!("{key}:wait"))
+        .arg(format!("{key}:wakers"))
+}
+
+impl AttemptRequest<'_> {
+    /// The acquire script call of a lock with many holders (see [`scripts::MANY_ACQUIRE`]).
+    pub(crate) fn many_script(&self, channel: &str) -> redis::Cmd {
+        let place = if self.queue { millis(self.ttl) } else { 0 };
+        let mut cmd = scripts::evalsha(&scripts::MANY_ACQUIRE, 3);
+        many_keys(&mut cmd, self.key)
+            .arg(self.token)
+            .arg(millis(self.ttl))
+            .arg(place)
+            .arg(if self.fair { "1" } else { "0" })
+            .arg(channel);
+        cmd
+    }
+}
+
+/// The extend script call of a lock with many holders: `token`'s lease lasts `ttl` more.
+pub(crate) fn many_extend(key: &str, token: &str, ttl: Duration) -> redis::Cmd {
+    let mut cmd = scripts::evalsha(&scripts::MANY_EXTEND, 3);
+    many_keys(&mut cmd, key).arg(token).arg(millis(ttl));
+    cmd
+}
+
+/// The release script call of a lock with many holders: `token` lets go (as a holder, or leaves
+/// the queue as a waiter), and the waiters that may now go are woken.
+pub(crate) fn many_release(key: &str, token: &str) -> redis::Cmd {
+    let mut cmd = scripts::evalsha(&scripts::MANY_RELEASE, 3);
+    many_keys(&mut cmd, key).arg(token);
+    cmd
+}
+
 #[cfg(test)]
 mod tests {
     use redis::{FromRedisValue, Value};
 
     use super::*;
+
+    #[test]
+    fn a_token_says_its_shape() {
+        for shape in [
+            Shape::Exclusive,
+            Shape::Permits(7),
+            Shape::Read,
+            Shape::Write,
+        ] {
+            let token = format!("{}0123456789abcdef0123456789abcdef", shape.token_prefix());
+            assert_eq!(Shape::of_token(&token), shape, "{token}");
+            // A wake-up notice naming it parses back to the same token.
+            assert_eq!(
+                parse_notice(&token).map(|(named, _)| named),
+                Some(token.as_str())
+            );
+        }
+    }
 
     #[test]
     fn a_result_is_a_bare_code_or_a_code_with_strings() {

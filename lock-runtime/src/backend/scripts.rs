@@ -586,3 +586,198 @@ local function first_live()
   end
 end
 ";
+
+/// What the scripts of locks with many holders (semaphores, read/write) share.
+///
+/// KEYS\[1\] the holders: a sorted set of tokens scored by when each lease
+/// ends (server time in ms), so an expired holder is dropped by score and
+/// the key itself lives until the last lease ends; KEYS\[2\] waiters by
+/// arrival (µs); KEYS\[3\] each waiter's entry, `<deadline ms> <channel>`.
+/// A token's first letter is its shape (`s` semaphore, `r` reader, `w`
+/// writer), and a semaphore token carries its permits (`s<n>-…`).
+const MANY_FUNCTIONS: &str = r"
+local function clock()
+  local t = redis.call('TIME')
+  local s, us = tonumber(t[1]), tonumber(t[2])
+  return s * 1000 + math.floor(us / 1000), s * 1000000 + us
+end
+local function permits(token)
+  return tonumber(string.match(token, '^s(%d+)%-')) or 1
+end
+local function drop_expired(now)
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+end
+-- The key lives as long as its longest lease.
+local function last_longest()
+  local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+  if last[2] then
+    redis.call('PEXPIREAT', KEYS[1], last[2])
+  end
+end
+local function leave(token)
+  redis.call('ZREM', KEYS[2], token)
+  redis.call('HDEL', KEYS[3], token)
+end
+-- The live waiters in arrival order (the first 1000), dropping lapsed ones.
+local function live_waiters(now)
+  local live = {}
+  for _, waiter in ipairs(redis.call('ZRANGE', KEYS[2], 0, 999)) do
+    local entry = redis.call('HGET', KEYS[3], waiter)
+    local deadline = entry and tonumber(string.match(entry, '^(%d+)'))
+    if deadline and deadline > now then
+      live[#live + 1] = waiter
+    else
+      leave(waiter)
+    end
+  end
+  return live
+end
+local function writer_holds()
+  local first = redis.call('ZRANGE', KEYS[1], 0, 0)[1]
+  return first ~= nil and string.sub(first, 1, 1) == 'w'
+end
+";
+
+/// Acquire a lock with many holders: a semaphore's permit, a read or a write
+/// share (see [`MANY_FUNCTIONS`] for the keys).
+///
+/// ARGV\[1\] token (its shape in its first letter), ARGV\[2\] ttl in ms,
+/// ARGV\[3\] how long a waiter's place is kept without another attempt (ms;
+/// `0`: try once, do not queue), ARGV\[4\] `1` for arrival order (semaphores),
+/// ARGV\[5\] the notice channel of the waiter's client.
+///
+/// A semaphore token may hold while fewer than its permits hold (with arrival
+/// order: and fewer live waiters are ahead of it than permits are free); a
+/// reader while no writer holds and no writer waits ahead of it; a writer
+/// while nobody holds and no writer waits ahead of it. A token already
+/// holding (an answer lost) is confirmed and its lease restarted.
+///
+/// Returns `{1, 0}` when the token now holds for ttl; else `{0, ms}`: when
+/// the first holder's lease ends (`-2`: nobody holds; waiters ahead go
+/// first), the token queued if it waits.
+pub(crate) static MANY_ACQUIRE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(&format!(
+        "{MANY_FUNCTIONS}{}",
+        r"
+local token, ttl, place, fair, channel = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5]
+local now = clock()
+drop_expired(now)
+local kind = string.sub(token, 1, 1)
+local ahead, writer_ahead = 0, false
+for _, waiter in ipairs(live_waiters(now)) do
+  if waiter == token then
+    break
+  end
+  ahead = ahead + 1
+  if string.sub(waiter, 1, 1) == 'w' then
+    writer_ahead = true
+  end
+end
+local holders = redis.call('ZCARD', KEYS[1])
+local may
+if redis.call('ZSCORE', KEYS[1], token) then
+  may = true
+elseif kind == 's' then
+  local free = permits(token) - holders
+  may = free > 0 and (fair ~= '1' or ahead < free)
+elseif kind == 'r' then
+  may = not writer_holds() and not writer_ahead
+else
+  may = holders == 0 and not writer_ahead
+end
+if may then
+  redis.call('ZADD', KEYS[1], now + ttl, token)
+  last_longest()
+  leave(token)
+  return {1, 0}
+end
+if place > 0 then
+  if not redis.call('ZSCORE', KEYS[2], token) then
+    -- Arrival in µs, as a string: a Lua number would print rounded.
+    local t = redis.call('TIME')
+    redis.call('ZADD', KEYS[2], t[1] .. string.format('%06d', tonumber(t[2])), token)
+  end
+  redis.call('HSET', KEYS[3], token, (now + place) .. ' ' .. channel)
+  for i = 2, 3 do
+    if redis.call('PTTL', KEYS[i]) < place then
+      redis.call('PEXPIRE', KEYS[i], place)
+    end
+  end
+end
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if first[2] then
+  return {0, tonumber(first[2]) - now}
+end
+return {0, -2}
+"
+    ))
+});
+
+/// Extend a lease of a lock with many holders.
+///
+/// ARGV\[1\] token, ARGV\[2\] new ttl in ms. Returns 1 when the token still
+/// held (its lease not yet ended) and now holds for ttl more, else 0.
+pub(crate) static MANY_EXTEND: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(&format!(
+        "{MANY_FUNCTIONS}{}",
+        r"
+local now = clock()
+local ends = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]))
+if ends and ends > now then
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+  last_longest()
+  return 1
+end
+return 0
+"
+    ))
+});
+
+/// Release a lease of a lock with many holders (or leave its queue), and wake
+/// the waiters that may go now, in arrival order: for a semaphore as many as
+/// permits are free; readers up to the first waiting writer while no writer
+/// holds; a writer when nobody holds. A wake-up is `PUBLISH <channel>
+/// <token>`, at most 100 per release.
+///
+/// ARGV\[1\] token. Returns 1 when the token held, else 0.
+pub(crate) static MANY_RELEASE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(&format!(
+        "{MANY_FUNCTIONS}{}",
+        r"
+local token = ARGV[1]
+local now = clock()
+local released = redis.call('ZREM', KEYS[1], token)
+leave(token)
+drop_expired(now)
+local holders = redis.call('ZCARD', KEYS[1])
+local woken = 0
+for _, waiter in ipairs(live_waiters(now)) do
+  local kind = string.sub(waiter, 1, 1)
+  if kind == 's' then
+    if permits(waiter) - holders - woken <= 0 then
+      break
+    end
+  elseif kind == 'w' then
+    if holders > 0 or woken > 0 then
+      break
+    end
+  elseif writer_holds() then
+    break
+  end
+  local entry = redis.call('HGET', KEYS[3], waiter)
+  local channel = entry and string.match(entry, ' (.+)$')
+  if channel then
+    redis.pcall('PUBLISH', channel, waiter)
+  end
+  woken = woken + 1
+  if kind == 'w' or woken >= 100 then
+    break
+  end
+end
+if holders > 0 then
+  last_longest()
+end
+return released
+"
+    ))
+});

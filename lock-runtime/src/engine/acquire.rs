@@ -17,7 +17,7 @@ use super::heartbeat::keep_alive;
 use super::lease::Lease;
 use super::line::{Entry, Given, Handover, Lines, Turn};
 use super::pending::UnsettledToken;
-use crate::backend::{Attempt, AttemptRequest, Backend, Subscription};
+use crate::backend::{Attempt, AttemptRequest, Backend, Shape, Subscription};
 use crate::backoff::Backoff;
 use crate::error::LockError;
 use crate::keys::validate_name;
@@ -62,7 +62,8 @@ pub(crate) async fn acquire(
         reason: "acquire must run inside a tokio runtime".to_owned(),
     })?;
     let key = backend.lease_key(name);
-    let token = UnsettledToken::new(backend, &key, name)?;
+    let shape = Shape::of(options);
+    let token = UnsettledToken::new(backend, &key, name, shape)?;
     let started = Instant::now();
     // `None`: try once. A wait too long to represent is the same as forever.
     let deadline = match options.wait {
@@ -77,6 +78,7 @@ pub(crate) async fn acquire(
         options,
         runtime,
         key,
+        shape,
         token,
         started,
         deadline,
@@ -91,8 +93,10 @@ pub(crate) async fn acquire(
     };
     // Of this client's tasks after this lock, one at a time asks Redis (see
     // `line`). Trying once never waits in line; FIFO mode queues every waiter
-    // in Redis, in arrival order across processes.
+    // in Redis, in arrival order across processes; nor do the waiters of a
+    // lock with many holders (they may hold together).
     if !options.fair
+        && !shape.is_shared()
         && let Some(acquired) = waiter.wait_in_line(lines).await?
     {
         return Ok(acquired);
@@ -127,6 +131,8 @@ struct Waiter<'a> {
     options: &'a LockOptions,
     runtime: tokio::runtime::Handle,
     key: String,
+    /// One holder, or many (then the token says so, for every later request).
+    shape: Shape,
     /// The token the next attempt sends; armed while it may hold or wait for
     /// the lock.
     token: UnsettledToken,
@@ -340,7 +346,7 @@ impl Waiter<'_> {
                     lock = self.name,
                     "acquire answered after the lease's validity; retrying"
                 );
-                self.token = UnsettledToken::new(self.backend, &self.key, self.name)?;
+                self.token = UnsettledToken::new(self.backend, &self.key, self.name, self.shape)?;
                 // Waiters are woken by their token: register the new one.
                 self.subscription = None;
                 self.queued_by = None;

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Shape};
 use crate::error::LockError;
 use crate::token::new_token;
 
@@ -60,12 +60,19 @@ pub(crate) struct UnsettledToken {
 }
 
 impl UnsettledToken {
-    /// A fresh token for lock `name` at `key`, not yet sent.
-    pub(crate) fn new(backend: &Backend, key: &str, name: &str) -> Result<Self, LockError> {
+    /// A fresh token of `shape` for lock `name` at `key`, not yet sent.
+    pub(crate) fn new(
+        backend: &Backend,
+        key: &str,
+        name: &str,
+        shape: Shape,
+    ) -> Result<Self, LockError> {
+        let mut token = shape.token_prefix();
+        token.push_str(&new_token(name)?);
         Ok(UnsettledToken {
             backend: backend.clone(),
             key: key.to_owned(),
-            token: new_token(name)?,
+            token,
             armed: false,
         })
     }

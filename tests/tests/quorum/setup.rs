@@ -30,12 +30,14 @@ async fn a_quorum_of_fewer_than_three_or_repeated_servers_is_a_config_error() {
 }
 
 #[tokio::test]
-async fn fair_and_replicas_are_config_errors_on_a_quorum() {
+async fn fair_replicas_and_shared_shapes_are_config_errors_on_a_quorum() {
     let quorum = RedisQuorum::start(3);
     let locks = client(&quorum).await;
     for options in [
         ttl(1_000).fair(true),
         ttl(1_000).replicas(1, Duration::from_millis(100)),
+        ttl(1_000).permits(3),
+        ttl(1_000).mode(lock_runtime::Mode::Read),
     ] {
         let error = locks.acquire("shape", &options).await.unwrap_err();
         assert!(matches!(error, LockError::Config { .. }), "{error}");

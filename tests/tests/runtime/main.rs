@@ -14,6 +14,7 @@ mod mutual_exclusion;
 mod reconnect;
 mod reentry;
 mod sets;
+mod shapes;
 mod shutdown;
 mod waiting;
 
