@@ -19,6 +19,8 @@ pub(crate) const KEYS: &[&str] = &[
     "fencing",
     "fair",
     "reentrant",
+    "mode",
+    "permits",
     "on_lost",
     "max_hold",
     "min_hold",
@@ -47,6 +49,13 @@ pub(crate) enum TtlArg {
     Expr(Expr),
 }
 
+/// `mode = "read"` or `"write"` (`"exclusive"`, the default, is `None`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ModeArg {
+    Read,
+    Write,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum OnLostArg {
     Cancel,
@@ -66,6 +75,8 @@ pub(crate) struct Args {
     pub(crate) fencing: bool,
     pub(crate) fair: bool,
     pub(crate) reentrant: bool,
+    pub(crate) mode: Option<ModeArg>,
+    pub(crate) permits: Option<u32>,
     pub(crate) on_lost: Option<(OnLostArg, Span)>,
     pub(crate) max_hold: Option<Millis>,
     pub(crate) min_hold: Option<Millis>,
@@ -216,6 +227,8 @@ fn example(key: &str) -> &'static str {
         "guard" => "e.g. `guard = lock`, then use `lock.fencing_token()` in the body",
         "fencing" => "`fencing = true` or `fencing = false`",
         "fair" => "`fair = true` (waiters served in arrival order) or `fair = false`",
+        "mode" => "`mode = \"read\"` (shared with other readers) or `mode = \"write\"` (alone)",
+        "permits" => "e.g. `permits = 4`: at most 4 holders at once",
         "reentrant" => {
             "`reentrant = true` (a call made while this lock is held here runs under that hold) or `reentrant = false`"
         }
@@ -238,6 +251,8 @@ fn interpret(raw: Raw, errors: &mut Errors) -> Args {
     let mut fencing = false;
     let mut fair = false;
     let mut reentrant = false;
+    let mut mode: Option<(ModeArg, Span)> = None;
+    let mut permits: Option<(u32, Span)> = None;
     let mut on_lost = None;
     let mut max_hold = None;
     let mut min_hold = None;
@@ -247,6 +262,18 @@ fn interpret(raw: Raw, errors: &mut Errors) -> Args {
     let given = |wanted: &str| given(wanted) || raw.meant.contains(&wanted);
     let (name_given, ttl_given) = (given("name"), given("ttl"));
     let fail = |errors: &mut Errors, span: Span, message: String| errors.at(span, message);
+    // Where each argument was given, for errors about two that do not go together.
+    let given_at: Vec<(String, Span)> = raw
+        .values
+        .iter()
+        .map(|(key, span, _)| (key.clone(), *span))
+        .collect();
+    let given_at = |wanted: &str| {
+        given_at
+            .iter()
+            .find(|(key, _)| key == wanted)
+            .map(|(_, span)| *span)
+    };
     for (key, _key_span, value) in raw.values {
         let span = value.span();
         let wrong = |what: &str| format!("`{key}` {what}: {}", example(&key));
@@ -351,6 +378,33 @@ fn interpret(raw: Raw, errors: &mut Errors) -> Args {
                 Some(Lit::Bool(on)) => reentrant = on.value(),
                 _ => fail(errors, span, wrong("must be `true` or `false`")),
             },
+            "mode" => match lit(&value) {
+                Some(Lit::Str(text)) => match text.value().as_str() {
+                    "read" => mode = Some((ModeArg::Read, span)),
+                    "write" => mode = Some((ModeArg::Write, span)),
+                    "exclusive" => {}
+                    other => fail(
+                        errors,
+                        span,
+                        format!(
+                            "`mode = \"{other}\"` is not a mode: a reader takes `mode = \"read\"` (shared with other readers), a writer `mode = \"write\"` (alone); leave `mode` out for an exclusive lock"
+                        ),
+                    ),
+                },
+                _ => fail(errors, span, wrong("must be a string")),
+            },
+            "permits" => match lit(&value).and_then(|lit| match lit {
+                Lit::Int(int) if int.suffix().is_empty() => int.base10_parse::<u32>().ok(),
+                _ => None,
+            }) {
+                Some(0) => fail(
+                    errors,
+                    span,
+                    "`permits = 0` lets nobody in: give at least 1, e.g. `permits = 4` (at most 4 holders at once)".into(),
+                ),
+                Some(count) => permits = Some((count, span)),
+                None => fail(errors, span, wrong("must be a whole number from 1 to 4294967295")),
+            },
             "on_lost" => match lit(&value) {
                 Some(Lit::Str(text)) if text.value() == "cancel" => on_lost = Some((OnLostArg::Cancel, span)),
                 Some(Lit::Str(text)) if text.value() == "notify" => on_lost = Some((OnLostArg::Notify, span)),
@@ -431,6 +485,24 @@ fn interpret(raw: Raw, errors: &mut Errors) -> Args {
             ),
         );
     }
+    if let Some((_, _)) = permits {
+        if let Some(span) = given_at("reentrant").filter(|_| reentrant) {
+            fail(errors, span, "`reentrant` cannot go with `permits`: a nested call would need a permit of its own, or none; remove `reentrant`".into());
+        }
+        if let Some((_, span)) = mode {
+            fail(errors, span, "a lock has either `permits` (a semaphore) or a `mode` (read/write), not both; remove one".into());
+        }
+    }
+    if (permits.is_some() || mode.is_some())
+        && let Some(span) = given_at("fencing").filter(|_| fencing)
+    {
+        fail(errors, span, "`fencing` is for exclusive locks: a semaphore's or a read lock's holders are many at once, so no token could order their writes; remove `fencing`, or use an exclusive lock".into());
+    }
+    if mode.is_some()
+        && let Some(span) = given_at("fair").filter(|_| fair)
+    {
+        fail(errors, span, "`fair` does not go with `mode`: a read/write lock serves a waiting writer before new readers; remove `fair`".into());
+    }
     Args {
         names,
         ttl,
@@ -441,6 +513,8 @@ fn interpret(raw: Raw, errors: &mut Errors) -> Args {
         fencing,
         fair,
         reentrant,
+        mode: mode.map(|(mode, _)| mode),
+        permits: permits.map(|(count, _)| count),
         on_lost,
         max_hold,
         min_hold,

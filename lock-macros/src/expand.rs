@@ -9,7 +9,7 @@ use quote::{ToTokens, quote, quote_spanned};
 use syn::visit_mut::VisitMut;
 use syn::{Ident, ItemFn, ReturnType, Type};
 
-use crate::attr::{Args, OnLostArg, TtlArg, WaitArg};
+use crate::attr::{Args, ModeArg, OnLostArg, TtlArg, WaitArg};
 
 /// The rewritten function; `None` if `name` or `ttl` is missing (already reported).
 pub(crate) fn expand(args: &Args, function: &ItemFn) -> Option<TokenStream> {
@@ -150,6 +150,14 @@ fn options(args: &Args, ttl: &TtlArg, private: &TokenStream) -> TokenStream {
     }
     if args.reentrant {
         options.extend(quote!(.reentrant(true)));
+    }
+    match args.mode {
+        Some(ModeArg::Read) => options.extend(quote!(.mode(#private::Mode::Read))),
+        Some(ModeArg::Write) => options.extend(quote!(.mode(#private::Mode::Write))),
+        None => {}
+    }
+    if let Some(permits) = args.permits {
+        options.extend(quote!(.permits(#permits)));
     }
     if let Some(max_hold) = args.max_hold {
         let max_hold = millis(private, max_hold.ms);

@@ -140,6 +140,30 @@ use proc_macro::TokenStream;
 /// async fn settle(id: u64) -> Result<(), LockError> { Ok(()) }
 /// ```
 ///
+/// `mode`: `"read"` or `"write"` for a read/write lock: any number of readers
+/// hold it together, a writer holds it alone, and a waiting writer blocks new
+/// readers (so it is not starved). Each holder has its own lease.
+///
+/// ```no_run
+/// # use lock_runtime::{LockError, redis_locked};
+/// #[redis_locked(name = "catalog", ttl = 10, mode = "read")]
+/// async fn show_catalog() -> Result<(), LockError> { Ok(()) }
+///
+/// #[redis_locked(name = "catalog", ttl = 60, mode = "write")]
+/// async fn rebuild_catalog() -> Result<(), LockError> { Ok(()) }
+/// ```
+///
+/// `permits`: a semaphore: at most this many holders of the name at once,
+/// each with its own leased permit, given back by its release or, if the
+/// holder dies, after its ttl. With `fair = true` permits go in arrival order.
+///
+/// ```no_run
+/// # use lock_runtime::{LockError, redis_locked};
+/// // The partner API allows 4 concurrent calls across the fleet.
+/// #[redis_locked(name = "partner-api", ttl = 30, permits = 4, wait = "10s")]
+/// async fn call_partner(order: u64) -> Result<(), LockError> { Ok(()) }
+/// ```
+///
 /// `on_lost` (`async fn` only): `"cancel"` (default) drops the body at its next
 /// await when the lease is lost; `"notify"` leaves it running to react through
 /// `lock.lost()`. Either way the call then returns `LockError::Lost`, never the

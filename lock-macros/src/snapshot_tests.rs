@@ -115,3 +115,25 @@ fn several_names() {
         },
     );
 }
+
+#[test]
+fn shapes() {
+    check(
+        "shapes",
+        quote!(name = "partner-api", ttl = 30, permits = 4, fair = true),
+        quote! {
+            async fn call_partner(order: u64) -> Result<(), LockError> {
+                send(order).await
+            }
+        },
+    );
+    check(
+        "read_mode",
+        quote!(name = "catalog", ttl = 10, mode = "read", wait = "1s"),
+        quote! {
+            fn show_catalog() -> Result<(), LockError> {
+                Ok(())
+            }
+        },
+    );
+}

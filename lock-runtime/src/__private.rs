@@ -7,7 +7,7 @@
 use std::borrow::Borrow;
 use std::future::Future;
 
-pub use crate::{LockClient, LockError, LockHandle, LockOptions, OnLost, Wait};
+pub use crate::{LockClient, LockError, LockHandle, LockOptions, Mode, OnLost, Wait};
 pub use core::time::Duration;
 
 /// How an annotated function returns a [`LockError`] (lock busy, wait timed out,

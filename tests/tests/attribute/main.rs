@@ -6,6 +6,7 @@
 mod mutual_exclusion;
 mod reentry;
 mod sets;
+mod shapes;
 mod ways_out;
 
 use std::time::Duration;

@@ -40,4 +40,18 @@ fn transfer_sync(from: u64, to: u64) -> Result<usize, LockError> {
     Ok(from.max(to) as usize)
 }
 
+// A semaphore and a read/write lock.
+#[redis_locked(name = "partner-api", ttl = 30, permits = 4, fair = true, wait = "10s")]
+async fn call_partner(order: u64) -> Result<u64, LockError> {
+    Ok(order)
+}
+
+#[redis_locked(name = "catalog", ttl = 10, mode = "read", reentrant = true)]
+fn show_catalog() -> Result<(), LockError> {
+    Ok(())
+}
+
+#[redis_locked(name = "catalog", ttl = 60, mode = "write")]
+async fn rebuild_catalog() {}
+
 fn main() {}
