@@ -211,6 +211,12 @@ impl LockClient {
         Ok(LockGuard::new(acquired, backend.clone(), options.min_hold))
     }
 
+    /// Whether the running code holds lock `name` (see [`LockOptions::reentrant`]).
+    pub(crate) fn holds_here(&self, name: &str) -> bool {
+        let backend = &self.inner.backend;
+        held::holding(backend.server(), &backend.lease_key(name)).is_some()
+    }
+
     /// When the running code holds lock `name` already (see
     /// [`LockOptions::reentrant`]): a guard on that hold if the options allow
     /// re-entry, else [`LockError::Reentrant`]. `None` otherwise.

@@ -14,6 +14,7 @@ use futures_util::future::join_all;
 use tokio::time::Instant;
 
 use crate::client::LockClient;
+use crate::engine::acquire::{acquire_together, takes_together};
 use crate::error::LockError;
 use crate::guard::{LockGuard, LockHandle, run_held};
 use crate::keys::validate_name;
@@ -124,6 +125,10 @@ impl LockClient {
         Ok(keyed.into_iter().map(|(_, name)| name).collect())
     }
 
+    fn keys_of(&self, names: &[String]) -> Vec<String> {
+        names.iter().map(|name| self.key_for(name)).collect()
+    }
+
     /// Two or more names, in lock order.
     async fn acquire_set(
         &self,
@@ -134,11 +139,27 @@ impl LockClient {
             options.validate(name)?;
         }
         let started = Instant::now();
-        // All at once when none was lately contended: one round trip if all are free.
+        // All at once when none was lately contended: one round trip if all are
+        // free, and one request when they are on one server (or cluster slot).
         let contended = names
             .iter()
             .any(|name| self.backend().recently_contended(&self.key_for(name)));
-        if !contended {
+        let together = !contended
+            && takes_together(options)
+            && self.backend().can_take_together(&self.keys_of(names))
+            && !names.iter().any(|name| self.holds_here(name));
+        if together {
+            // Busy (`None`): taken one at a time below.
+            if let Some(won) = acquire_together(self.backend(), names, options).await? {
+                let guards = won
+                    .into_iter()
+                    .map(|acquired| {
+                        LockGuard::new(acquired, self.backend().clone(), options.min_hold)
+                    })
+                    .collect();
+                return into_set(guards);
+            }
+        } else if !contended {
             let once = options.clone().wait(Wait::TryOnce);
             let tried = join_all(names.iter().map(|name| self.acquire(name, &once))).await;
             let mut won = Vec::new();

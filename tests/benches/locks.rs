@@ -1031,16 +1031,23 @@ async fn uncontended(config: &Config) {
     let compare_and_delete = redis::Script::new(
         "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
     );
-    const ROWS: [&str; 5] = [
+    const ROWS: [&str; 8] = [
         "PING round trip",
         "by hand: SET NX PX + Lua compare-and-delete (the floor for any such lock)",
         "lock-runtime, guard by hand",
         "lock-runtime, #[redis_locked] fn",
         "rslock lock + unlock",
+        "lock-runtime, 2 names at once (acquire_all, one server)",
+        "lock-runtime, semaphore of 4 (permits)",
+        "lock-runtime, read lock (mode read)",
     ];
-    let mut figures: [Vec<f64>; 5] = Default::default();
-    let mut ratios: [Vec<f64>; 5] = Default::default();
+    let mut figures: [Vec<f64>; 8] = Default::default();
+    let mut ratios: [Vec<f64>; 8] = Default::default();
     let (mut attribute_over_guard, mut guard_over_floor) = (Vec::new(), Vec::new());
+    // The lock shapes ÷ the single lock's guard, in the same rep.
+    let mut shapes_over_guard: [Vec<f64>; 3] = Default::default();
+    let semaphore = options.clone().permits(4);
+    let read = options.clone().mode(lock_runtime::Mode::Read);
     for rep in 0..=config.reps {
         // Rep 0 warms up.
         let ops = if rep == 0 {
@@ -1077,8 +1084,26 @@ async fn uncontended(config: &Config) {
             }),
             per_op!(ops, annotated(&locks).await.unwrap()),
             per_op!(ops, peer_round(&peer, "bench:peer").await),
+            per_op!(ops, {
+                let guard = locks
+                    .acquire_all(["bench:pair:a", "bench:pair:b"], &options)
+                    .await
+                    .unwrap();
+                guard.release().await.unwrap();
+            }),
+            per_op!(ops, {
+                let guard = locks.acquire("bench:semaphore", &semaphore).await.unwrap();
+                guard.release().await.unwrap();
+            }),
+            per_op!(ops, {
+                let guard = locks.acquire("bench:read", &read).await.unwrap();
+                guard.release().await.unwrap();
+            }),
         ];
         if rep > 0 {
+            for (shape, over) in shapes_over_guard.iter_mut().enumerate() {
+                over.push(each[5 + shape] / each[2]);
+            }
             for (index, value) in each.iter().enumerate() {
                 figures[index].push(*value);
                 ratios[index].push(value / (2.0 * each[0]));
@@ -1095,9 +1120,16 @@ async fn uncontended(config: &Config) {
         &mut ratios,
     );
     println!(
-        "\nattribute ÷ guard by hand: {:.3}; guard by hand ÷ the floor: {:.3}\n",
+        "\nattribute ÷ guard by hand: {:.3}; guard by hand ÷ the floor: {:.3}",
         median(&mut attribute_over_guard),
         median(&mut guard_over_floor)
+    );
+    let [pair, permits, reader] = &mut shapes_over_guard;
+    println!(
+        "÷ the single lock's guard, same rep: 2 names {:.3}, semaphore {:.3}, read lock {:.3}\n",
+        median(pair),
+        median(permits),
+        median(reader)
     );
 }
 

@@ -469,6 +469,37 @@ impl Backend {
         Ok(Attempt::from_reply(reply, fencing))
     }
 
+    /// Whether one request may take the locks at `keys` together: on one
+    /// server or Sentinel primary, always; on a cluster, when they share one
+    /// slot; never on a quorum.
+    pub(crate) fn can_take_together(&self, keys: &[String]) -> bool {
+        match &self.inner.topology {
+            Topology::Quorum(_) => false,
+            Topology::Nodes(Commands::Cluster(_)) => {
+                use redis::cluster_routing::Slot;
+                let mut slots = keys.iter().map(Slot::for_key);
+                let first = slots.next();
+                slots.all(|slot| Some(slot) == first)
+            }
+            Topology::Nodes(_) => true,
+        }
+    }
+
+    /// Sets every key of `keys` to its token of `tokens` for `ttl` if all of
+    /// them are free, in one script call: `true` if it did, `false` (nothing
+    /// set) if one was held. For keys [`can_take_together`](Self::can_take_together).
+    pub(crate) async fn take_together(
+        &self,
+        keys: &[String],
+        tokens: &[&str],
+        ttl: Duration,
+    ) -> RedisResult<bool> {
+        let mut connection = self.commands().map_err(|_| no_quorum_shapes())?;
+        let cmd = protocol::take_together(keys, tokens, ttl);
+        let taken: i64 = scripts::run(&scripts::TAKE_TOGETHER, &cmd, &mut connection).await?;
+        Ok(taken == 1)
+    }
+
     /// How many replicas of `key`'s primary have every write this client made on
     /// that primary so far, waiting up to `timeout` for `count` of them: Redis's
     /// `WAIT`, on the same connection as the writes, to that primary only (since
@@ -588,12 +619,12 @@ impl Backend {
     }
 }
 
-/// A shape a quorum client does not take reached it (`check_options` stops
-/// that before any request).
+/// A request a quorum client does not make reached it (`check_options` and
+/// `can_take_together` stop that before any request).
 fn no_quorum_shapes() -> redis::RedisError {
     redis::RedisError::from((
         redis::ErrorKind::Client,
-        "a quorum client takes exclusive locks only",
+        "a quorum client takes exclusive locks one name at a time only",
     ))
 }
 

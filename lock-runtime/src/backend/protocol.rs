@@ -432,6 +432,20 @@ impl Shape {
     }
 }
 
+/// The script call that takes the locks at `keys` together (see
+/// [`scripts::TAKE_TOGETHER`]), each for its token of `tokens`.
+pub(crate) fn take_together(keys: &[String], tokens: &[&str], ttl: Duration) -> redis::Cmd {
+    let mut cmd = scripts::evalsha(&scripts::TAKE_TOGETHER, keys.len());
+    for key in keys {
+        cmd.arg(key);
+    }
+    for token in tokens {
+        cmd.arg(*token);
+    }
+    cmd.arg(millis(ttl));
+    cmd
+}
+
 /// Appends the three keys of a lock with many holders `key`: its holders (the key itself,
 /// a sorted set of tokens by lease end), its waiters by arrival (`:wait`) and
 /// their entries (`:wakers`).

@@ -587,43 +587,68 @@ local function first_live()
 end
 ";
 
+/// Take several exclusive locks together, all or none.
+///
+/// KEYS: the lock keys (one server, or one cluster slot); ARGV\[1..n\] their
+/// tokens, ARGV\[n+1\] the ttl in ms. Sets every key to its token if none of
+/// them exists (what a plain `SET NX PX` of each would do, atomically); returns
+/// 1 if it did, 0 (nothing set) if one is held.
+pub(crate) static TAKE_TOGETHER: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local n = #KEYS
+for i = 1, n do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    return 0
+  end
+end
+for i = 1, n do
+  redis.call('SET', KEYS[i], ARGV[i], 'PX', ARGV[n + 1])
+end
+return 1
+",
+    )
+});
+
 /// What the scripts of locks with many holders (semaphores, read/write) share.
 ///
 /// KEYS\[1\] the holders: a sorted set of tokens scored by when each lease
-/// ends (server time in ms), so an expired holder is dropped by score and
-/// the key itself lives until the last lease ends; KEYS\[2\] waiters by
-/// arrival (µs); KEYS\[3\] each waiter's entry, `<deadline ms> <channel>`.
+/// ends (server time in ms), so an expired holder is dropped by score; the
+/// key itself lives at least as long as its longest lease. KEYS\[2\] waiters
+/// by arrival (µs), KEYS\[3\] each waiter's entry, `<deadline ms> <channel>`.
 /// A token's first letter is its shape (`s` semaphore, `r` reader, `w`
 /// writer), and a semaphore token carries its permits (`s<n>-…`).
 const MANY_FUNCTIONS: &str = r"
 local function clock()
   local t = redis.call('TIME')
-  local s, us = tonumber(t[1]), tonumber(t[2])
-  return s * 1000 + math.floor(us / 1000), s * 1000000 + us
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local function permits(token)
   return tonumber(string.match(token, '^s(%d+)%-')) or 1
 end
-local function drop_expired(now)
-  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-end
--- The key lives as long as its longest lease.
-local function last_longest()
-  local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-  if last[2] then
-    redis.call('PEXPIREAT', KEYS[1], last[2])
+-- The key outlives a lease of `ms` from now (`fresh`: it had no expiry yet).
+local function outlive(ms, fresh)
+  if fresh then
+    redis.call('PEXPIRE', KEYS[1], ms)
+  else
+    redis.call('PEXPIRE', KEYS[1], ms, 'GT')
   end
 end
 local function leave(token)
-  redis.call('ZREM', KEYS[2], token)
-  redis.call('HDEL', KEYS[3], token)
+  if redis.call('ZREM', KEYS[2], token) == 1 then
+    redis.call('HDEL', KEYS[3], token)
+  end
 end
 -- The live waiters in arrival order (the first 1000), dropping lapsed ones.
 local function live_waiters(now)
   local live = {}
-  for _, waiter in ipairs(redis.call('ZRANGE', KEYS[2], 0, 999)) do
-    local entry = redis.call('HGET', KEYS[3], waiter)
-    local deadline = entry and tonumber(string.match(entry, '^(%d+)'))
+  local queued = redis.call('ZRANGE', KEYS[2], 0, 999)
+  if #queued == 0 then
+    return live
+  end
+  local entries = redis.call('HMGET', KEYS[3], unpack(queued))
+  for i, waiter in ipairs(queued) do
+    local deadline = entries[i] and tonumber(string.match(entries[i], '^(%d+)'))
     if deadline and deadline > now then
       live[#live + 1] = waiter
     else
@@ -661,11 +686,12 @@ pub(crate) static MANY_ACQUIRE: LazyLock<redis::Script> = LazyLock::new(|| {
         r"
 local token, ttl, place, fair, channel = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5]
 local now = clock()
-drop_expired(now)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local kind = string.sub(token, 1, 1)
-local ahead, writer_ahead = 0, false
+local ahead, writer_ahead, queued = 0, false, false
 for _, waiter in ipairs(live_waiters(now)) do
   if waiter == token then
+    queued = true
     break
   end
   ahead = ahead + 1
@@ -675,27 +701,29 @@ for _, waiter in ipairs(live_waiters(now)) do
 end
 local holders = redis.call('ZCARD', KEYS[1])
 local may
-if redis.call('ZSCORE', KEYS[1], token) then
+if holders > 0 and redis.call('ZSCORE', KEYS[1], token) then
   may = true
 elseif kind == 's' then
   local free = permits(token) - holders
   may = free > 0 and (fair ~= '1' or ahead < free)
 elseif kind == 'r' then
-  may = not writer_holds() and not writer_ahead
+  may = not writer_ahead and (holders == 0 or not writer_holds())
 else
   may = holders == 0 and not writer_ahead
 end
 if may then
   redis.call('ZADD', KEYS[1], now + ttl, token)
-  last_longest()
-  leave(token)
+  outlive(ttl, holders == 0)
+  if queued then
+    leave(token)
+  end
   return {1, 0}
 end
 if place > 0 then
-  if not redis.call('ZSCORE', KEYS[2], token) then
+  if not queued then
     -- Arrival in µs, as a string: a Lua number would print rounded.
     local t = redis.call('TIME')
-    redis.call('ZADD', KEYS[2], t[1] .. string.format('%06d', tonumber(t[2])), token)
+    redis.call('ZADD', KEYS[2], 'NX', t[1] .. string.format('%06d', tonumber(t[2])), token)
   end
   redis.call('HSET', KEYS[3], token, (now + place) .. ' ' .. channel)
   for i = 2, 3 do
@@ -725,7 +753,7 @@ local now = clock()
 local ends = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]))
 if ends and ends > now then
   redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-  last_longest()
+  outlive(tonumber(ARGV[2]), false)
   return 1
 end
 return 0
@@ -745,10 +773,13 @@ pub(crate) static MANY_RELEASE: LazyLock<redis::Script> = LazyLock::new(|| {
         "{MANY_FUNCTIONS}{}",
         r"
 local token = ARGV[1]
-local now = clock()
 local released = redis.call('ZREM', KEYS[1], token)
 leave(token)
-drop_expired(now)
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  return released
+end
+local now = clock()
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local holders = redis.call('ZCARD', KEYS[1])
 local woken = 0
 for _, waiter in ipairs(live_waiters(now)) do
@@ -761,7 +792,7 @@ for _, waiter in ipairs(live_waiters(now)) do
     if holders > 0 or woken > 0 then
       break
     end
-  elseif writer_holds() then
+  elseif holders > 0 and writer_holds() then
     break
   end
   local entry = redis.call('HGET', KEYS[3], waiter)
@@ -773,9 +804,6 @@ for _, waiter in ipairs(live_waiters(now)) do
   if kind == 'w' or woken >= 100 then
     break
   end
-end
-if holders > 0 then
-  last_longest()
 end
 return released
 "

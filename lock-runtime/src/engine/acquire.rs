@@ -505,7 +505,7 @@ impl Waiter<'_> {
             "{how}"
         );
         let (key, token) = self.token.settle();
-        let lease = Arc::new(Lease::new(
+        let lease = Lease::new(
             self.name.to_owned(),
             key,
             token,
@@ -513,14 +513,108 @@ impl Waiter<'_> {
             self.options.ttl,
             (valid_from, Instant::now()),
             self.turn.take(),
-        ));
-        let heartbeat = AbortOnDropHandle::new(self.runtime.spawn(keep_alive(
-            self.backend.clone(),
-            Arc::clone(&lease),
-            self.options.heartbeat_interval(),
-            self.options.max_hold,
-            self.options.replicas,
-        )));
-        Acquired { lease, heartbeat }
+        );
+        start(self.backend, &self.runtime, lease, self.options)
     }
+}
+
+/// A lease just won, held from here: its heartbeat starts on `runtime`.
+fn start(
+    backend: &Backend,
+    runtime: &tokio::runtime::Handle,
+    lease: Lease,
+    options: &LockOptions,
+) -> Acquired {
+    let lease = Arc::new(lease);
+    let heartbeat = AbortOnDropHandle::new(runtime.spawn(keep_alive(
+        backend.clone(),
+        Arc::clone(&lease),
+        options.heartbeat_interval(),
+        options.max_hold,
+        options.replicas,
+    )));
+    Acquired { lease, heartbeat }
+}
+
+/// Whether locks on these options may be taken together by one plain
+/// request ([`acquire_together`]): not FIFO (a free lock may be kept for its
+/// first waiter), fencing or replicas (more than a `SET` each), or many holders.
+pub(crate) fn takes_together(options: &LockOptions) -> bool {
+    !options.fair
+        && !options.fencing
+        && options.replicas.is_none()
+        && !Shape::of(options).is_shared()
+}
+
+/// Takes every lock of `names` (checked, in lock order) in one request, if
+/// all are free: `Ok(None)` when one is busy (nothing was taken), or when
+/// these options or this topology cannot take them together (see
+/// [`takes_together`]; a quorum, or keys in several cluster slots), so the
+/// caller takes them one by one instead.
+pub(crate) async fn acquire_together(
+    backend: &Backend,
+    names: &[String],
+    options: &LockOptions,
+) -> Result<Option<Vec<Acquired>>, LockError> {
+    let keys: Vec<String> = names.iter().map(|name| backend.lease_key(name)).collect();
+    if !takes_together(options) || !backend.can_take_together(&keys) {
+        return Ok(None);
+    }
+    for name in names {
+        options.validate(name)?;
+        backend.check_options(name, options)?;
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return Ok(None);
+    };
+    let mut tokens = Vec::with_capacity(names.len());
+    for (key, name) in keys.iter().zip(names) {
+        tokens.push(UnsettledToken::new(backend, key, name, Shape::Exclusive)?);
+    }
+    for token in &mut tokens {
+        token.arm();
+    }
+    let sent_at = Instant::now();
+    let sent: Vec<&str> = tokens.iter().map(UnsettledToken::token).collect();
+    // An error leaves the tokens armed: each is compared-and-deleted in the
+    // background (the request may have set every key).
+    let taken = backend
+        .take_together(&keys, &sent, options.ttl)
+        .await
+        .map_err(|source| LockError::Redis {
+            name: names.join(", "),
+            action: "acquire",
+            source,
+        })?;
+    if !taken {
+        for (token, key) in tokens.into_iter().zip(&keys) {
+            token.disarm();
+            backend.mark_contended(key);
+        }
+        return Ok(None);
+    }
+    if Instant::now() >= valid_until(sent_at, options.ttl) {
+        // Answered too late to count on: the armed tokens give the keys back.
+        return Ok(None);
+    }
+    let held_since = Instant::now();
+    let acquired = tokens
+        .into_iter()
+        .zip(names)
+        .map(|(mut token, name)| {
+            let (key, token) = token.settle();
+            let lease = Lease::new(
+                name.clone(),
+                key,
+                token,
+                None,
+                options.ttl,
+                (sent_at, held_since),
+                None,
+            );
+            start(backend, &runtime, lease, options)
+        })
+        .collect();
+    tracing::debug!(locks = %names.join(", "), "locks acquired together");
+    Ok(Some(acquired))
 }

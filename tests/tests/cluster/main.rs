@@ -96,6 +96,11 @@ async fn on_one_cluster() {
     )
     .await;
     scenario(
+        "shapes and sets over every primary",
+        shapes_and_sets_over_every_primary(&cluster),
+    )
+    .await;
+    scenario(
         "exclusion over 4 processes",
         exclusion_over_four_processes(&cluster, &counters),
     )
@@ -255,6 +260,65 @@ async fn a_waiter_is_woken_by_a_release_on_another_node(cluster: &RedisCluster) 
             acquired - released
         );
     }
+}
+
+/// Semaphores, read/write locks and sets of names whose keys live on
+/// different primaries: each lock's keys stay in its slot, and a set spans
+/// slots (one request per name, all or nothing).
+async fn shapes_and_sets_over_every_primary(cluster: &RedisCluster) {
+    let locks = LockClient::connect(&cluster.url()).await.unwrap();
+    let other = LockClient::connect(&cluster.url()).await.unwrap();
+    let names = spread_names(cluster, &locks);
+    let once = LockOptions::new(Duration::from_secs(30)).wait(Wait::TryOnce);
+    for name in &names[..3] {
+        let semaphore = once.clone().permits(2);
+        let first = locks.acquire(name, &semaphore).await.unwrap();
+        let second = other.acquire(name, &semaphore).await.unwrap();
+        let third = other.acquire(name, &semaphore).await;
+        assert!(
+            matches!(third, Err(LockError::Busy { .. })),
+            "{name}: {third:?}"
+        );
+        first.release().await.unwrap();
+        second.release().await.unwrap();
+
+        let read = once.clone().mode(lock_runtime::Mode::Read);
+        let write = once.clone().mode(lock_runtime::Mode::Write);
+        let readers = [
+            locks.acquire(name, &read).await.unwrap(),
+            other.acquire(name, &read).await.unwrap(),
+        ];
+        let writer = other.acquire(name, &write).await;
+        assert!(
+            matches!(writer, Err(LockError::Busy { .. })),
+            "{name}: {writer:?}"
+        );
+        for reader in readers {
+            reader.release().await.unwrap();
+        }
+        other
+            .acquire(name, &write)
+            .await
+            .unwrap()
+            .release()
+            .await
+            .unwrap();
+    }
+    let set = locks.acquire_all(&names, &once).await.unwrap();
+    assert_eq!(set.names().len(), names.len());
+    let overlap = other.acquire_all([&names[2], &names[9]], &once).await;
+    assert!(
+        matches!(overlap, Err(LockError::Busy { .. })),
+        "{overlap:?}"
+    );
+    set.release().await.unwrap();
+    other
+        .acquire_all([&names[9], &names[2]], &once)
+        .await
+        .unwrap()
+        .release()
+        .await
+        .unwrap();
 }
 
 /// 4 processes of 16 tasks each, given one node's address, do non-atomic

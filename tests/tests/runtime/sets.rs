@@ -45,17 +45,20 @@ fn random_transfers_across_processes_conserve_money_without_deadlock() {
         .collect();
     // A deadlock would leave the children waiting forever: bound the run.
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    for mut child in children {
-        loop {
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            if std::time::Instant::now() > deadline {
+    let mut children = children;
+    while children
+        .iter_mut()
+        .any(|child| child.try_wait().unwrap().is_none())
+    {
+        if std::time::Instant::now() > deadline {
+            for child in &mut children {
                 let _ = child.kill();
-                panic!("transfers did not finish within 120 s: deadlock?");
             }
-            std::thread::sleep(Duration::from_millis(50));
+            panic!("transfers did not finish within 120 s: deadlock?");
         }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for child in children {
         let output = child.wait_with_output().unwrap();
         assert!(
             output.status.success() && String::from_utf8_lossy(&output.stdout).contains("DONE"),
@@ -252,4 +255,32 @@ async fn sets_work_from_sync_code_and_count_as_held_for_re_entry() {
         sync.1
     );
     assert_eq!(get(&server, "lock:p"), None);
+}
+
+/// Free names on one server are taken in one request (one script, which sets
+/// every key), not one request per name.
+#[tokio::test]
+async fn free_names_on_one_server_are_taken_in_one_request() {
+    let server = RedisServer::start();
+    let locks = client(&server.url()).await;
+    let options = try_once(30_000);
+    // Warm up: the script's first use costs a NOSCRIPT round trip.
+    locks
+        .acquire_all(["w1", "w2"], &options)
+        .await
+        .unwrap()
+        .release()
+        .await
+        .unwrap();
+    let (scripts, sets) = (server.script_calls(), server.command_calls("set"));
+    let set = locks.acquire_all(["a", "b", "c"], &options).await.unwrap();
+    assert_eq!(server.script_calls() - scripts, 1, "not one request");
+    assert_eq!(server.command_calls("set") - sets, 3, "not every key set");
+    for name in ["a", "b", "c"] {
+        assert!(
+            get(&server, &locks.key_for(name)).is_some(),
+            "`{name}` not held"
+        );
+    }
+    set.release().await.unwrap();
 }
