@@ -264,17 +264,7 @@ impl LockGuard {
         }
         let others = std::mem::take(&mut self.others);
         if !others.is_empty() {
-            // A set: all at once, each as one lock; a lost one is the answer.
-            let lost_before = self.check().err();
-            let released = futures_util::future::join_all(
-                std::iter::once(self).chain(others).map(LockGuard::release),
-            )
-            .await;
-            let mut released = released.into_iter();
-            return match lost_before {
-                Some(lost) => Err(lost),
-                None => released.find(Result::is_err).unwrap_or(Ok(())),
-            };
+            return release_set(std::iter::once(self).chain(others).collect()).await;
         }
         self.heartbeat = None;
         let lost_before = self.lease.is_lost().then(|| self.lease.lost_error());
@@ -311,6 +301,69 @@ impl LockGuard {
     fn disarm(&mut self) -> Option<Arc<Lease>> {
         self.heartbeat = None;
         std::mem::take(&mut self.armed).then(|| Arc::clone(&self.lease))
+    }
+}
+
+/// Releases the guards of a set (each one lock): where nobody waits for them,
+/// in one request; the rest each with a release of its own, all at once. A
+/// lease that was lost is the answer.
+async fn release_set(mut guards: Vec<LockGuard>) -> Result<(), LockError> {
+    let lost_before = guards.iter().find_map(|guard| guard.check().err());
+    let together = guards
+        .iter()
+        .all(|guard| !guard.nested && guard.min_hold.is_none() && !guard.lease.has_turn());
+    let mut results = Vec::with_capacity(guards.len());
+    // A second release for each guard whose first may have done its work.
+    let mut again = false;
+    if together {
+        let leases: Vec<Arc<Lease>> = guards
+            .iter()
+            .map(|guard| Arc::clone(&guard.lease))
+            .collect();
+        let keys: Vec<String> = leases.iter().map(|lease| lease.key.clone()).collect();
+        let tokens: Vec<&str> = leases.iter().map(|lease| lease.token.as_str()).collect();
+        for guard in &mut guards {
+            // As `release` does: let go before the request is sent.
+            guard.heartbeat = None;
+            guard.released_while_held = guard.lease.is_held();
+            guard.lease.ended();
+        }
+        let released = match guards.first() {
+            Some(first) => first.backend.release_together(&keys, &tokens).await,
+            None => Ok(Vec::new()),
+        };
+        match released {
+            Ok(deleted) => {
+                for (guard, deleted) in guards.iter_mut().zip(deleted) {
+                    if deleted {
+                        let _released = guard.disarm();
+                        tracing::debug!(lock = %guard.lease.name, "lock released");
+                        results.push(Ok(()));
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::debug!(%error, "releasing a set together failed; releasing each lock");
+                again = true;
+            }
+        }
+    }
+    let rest = guards
+        .into_iter()
+        .filter(|guard| guard.armed)
+        .map(|mut guard| async move {
+            if !again {
+                // Untouched by the request: an ordinary release (handoffs too).
+                return guard.release().await;
+            }
+            let released = release_lease(&guard.backend, &guard.lease, None, None, true).await;
+            let _released = guard.disarm();
+            released.map(drop)
+        });
+    results.extend(futures_util::future::join_all(rest).await);
+    match lost_before {
+        Some(lost) => Err(lost),
+        None => results.into_iter().find(Result::is_err).unwrap_or(Ok(())),
     }
 }
 

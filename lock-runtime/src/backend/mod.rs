@@ -500,6 +500,32 @@ impl Backend {
         Ok(taken == 1)
     }
 
+    /// Compare-and-delete of each key of `keys` for its token of `tokens`,
+    /// in one request, where nobody is queued for it: `true` for each key
+    /// deleted; `false` for one left untouched (not ours, or waiters to hand
+    /// it to), which takes a release of its own. All `false`, with no
+    /// request, where one request cannot: keys in several cluster slots, a
+    /// quorum, or release receipts (a cluster connection re-sends).
+    pub(crate) async fn release_together(
+        &self,
+        keys: &[String],
+        tokens: &[&str],
+    ) -> RedisResult<Vec<bool>> {
+        if self.inner.receipt_lifetime.is_some() || !self.can_take_together(keys) {
+            return Ok(vec![false; keys.len()]);
+        }
+        let mut connection = self.commands().map_err(|_| no_quorum_shapes())?;
+        let cmd = protocol::release_together(keys, tokens);
+        let deleted: Vec<i64> =
+            scripts::run(&scripts::RELEASE_TOGETHER, &cmd, &mut connection).await?;
+        for (key, deleted) in keys.iter().zip(&deleted) {
+            if *deleted == 1 {
+                self.inner.contention.forget(key);
+            }
+        }
+        Ok(deleted.into_iter().map(|deleted| deleted == 1).collect())
+    }
+
     /// How many replicas of `key`'s primary have every write this client made on
     /// that primary so far, waiting up to `timeout` for `count` of them: Redis's
     /// `WAIT`, on the same connection as the writes, to that primary only (since

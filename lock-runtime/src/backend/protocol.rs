@@ -446,6 +446,19 @@ pub(crate) fn take_together(keys: &[String], tokens: &[&str], ttl: Duration) -> 
     cmd
 }
 
+/// The script call that releases the locks at `keys` together where nobody
+/// waits (see [`scripts::RELEASE_TOGETHER`]): each lock's key and its queue.
+pub(crate) fn release_together(keys: &[String], tokens: &[&str]) -> redis::Cmd {
+    let mut cmd = scripts::evalsha(&scripts::RELEASE_TOGETHER, 2 * keys.len());
+    for key in keys {
+        cmd.arg(key).arg(format!("{key}:queue"));
+    }
+    for token in tokens {
+        cmd.arg(*token);
+    }
+    cmd
+}
+
 /// Appends the three keys of a lock with many holders `key`: its holders (the key itself,
 /// a sorted set of tokens by lease end), its waiters by arrival (`:wait`) and
 /// their entries (`:wakers`).

@@ -610,6 +610,31 @@ return 1
     )
 });
 
+/// Release several exclusive locks together where nobody waits for them.
+///
+/// KEYS: for each lock, its key and its queue (`:queue`); ARGV: their tokens.
+/// Deletes each key that holds its token and has nobody queued (what the
+/// release script's first lines do); returns for each lock 1 if deleted, 0
+/// if left untouched (not ours, or waiters to hand it to: it takes a release
+/// of its own).
+pub(crate) static RELEASE_TOGETHER: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local done = {}
+for i = 1, #ARGV do
+  local key, queue = KEYS[2 * i - 1], KEYS[2 * i]
+  if redis.call('GET', key) == ARGV[i] and redis.call('EXISTS', queue) == 0 then
+    redis.call('DEL', key)
+    done[i] = 1
+  else
+    done[i] = 0
+  end
+end
+return done
+",
+    )
+});
+
 /// What the scripts of locks with many holders (semaphores, read/write) share.
 ///
 /// KEYS\[1\] the holders: a sorted set of tokens scored by when each lease

@@ -71,6 +71,14 @@ impl Lease {
             .take()
     }
 
+    /// Whether this lease has the turn of the client's line for its lock.
+    pub(crate) fn has_turn(&self) -> bool {
+        self.turn
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+
     pub(crate) fn valid_until(&self) -> Instant {
         *self
             .valid_until

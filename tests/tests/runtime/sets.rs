@@ -284,3 +284,61 @@ async fn free_names_on_one_server_are_taken_in_one_request() {
     }
     set.release().await.unwrap();
 }
+
+/// A set nobody waits for is released in one request too; a lock of it
+/// someone waits for is handed on by a release of its own.
+#[tokio::test]
+async fn a_set_is_released_in_one_request_and_waiters_are_still_handed_theirs() {
+    let server = RedisServer::start();
+    let locks = client(&server.url()).await;
+    let other = client(&server.url()).await;
+    let options = ttl(30_000);
+    // Warm up both scripts.
+    locks
+        .acquire_all(["w1", "w2"], &options)
+        .await
+        .unwrap()
+        .release()
+        .await
+        .unwrap();
+    let set = locks.acquire_all(["a", "b"], &options).await.unwrap();
+    let scripts = server.script_calls();
+    set.release().await.unwrap();
+    assert_eq!(server.script_calls() - scripts, 1, "not one request");
+    for name in ["a", "b"] {
+        assert_eq!(
+            get(&server, &locks.key_for(name)),
+            None,
+            "`{name}` stayed held"
+        );
+    }
+
+    let set = locks.acquire_all(["a", "b"], &options).await.unwrap();
+    let waiter = {
+        let other = other.clone();
+        let options = options.clone().wait(Wait::For(Duration::from_secs(10)));
+        tokio::spawn(async move { other.acquire("b", &options).await })
+    };
+    timeout(Duration::from_secs(5), async {
+        loop {
+            let queued: usize = redis::cmd("ZCARD")
+                .arg(format!("{}:queue", locks.key_for("b")))
+                .query(&mut server.connection())
+                .unwrap();
+            if queued > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await
+    .expect("the waiter never queued");
+    set.release().await.unwrap();
+    let handed = timeout(Duration::from_secs(10), waiter)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(get(&server, &locks.key_for("a")), None);
+    handed.release().await.unwrap();
+}
