@@ -228,12 +228,11 @@ impl LockClient {
         let backend = &self.inner.backend;
         let outer = held::holding(backend.server(), &backend.lease_key(name))?;
         let (held_as, wanted) = (Shape::of_token(&outer.token), Shape::of(options));
-        if let (Shape::Permits(_), Shape::Permits(_)) = (held_as, wanted) {
-            // Another permit of a semaphore: an ordinary acquire.
-            return None;
-        }
         let nested = || {
             options.validate(name)?;
+            // Lost under the running code: nothing to run under, and taking
+            // the lock afresh would wait on this very hold.
+            outer.check_held()?;
             if held_as != wanted && !(held_as == Shape::Write && wanted == Shape::Read) {
                 return Err(LockError::Config {
                     subject: format!("lock `{name}`"),
@@ -249,6 +248,8 @@ impl LockClient {
                     ),
                 });
             }
+            // A semaphore too: a second permit taken inside the first's body
+            // could wait on itself (all permits held by this very code).
             if !options.reentrant {
                 return Err(LockError::Reentrant {
                     name: name.to_owned(),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio_util::task::AbortOnDropHandle;
 
-use crate::backend::{Backend, Released};
+use crate::backend::{Backend, Released, Shape};
 use crate::engine::acquire::Acquired;
 use crate::engine::lease::Lease;
 use crate::engine::release::release_lease;
@@ -258,13 +258,13 @@ impl LockGuard {
     /// (see [`LockOptions::reentrant`](crate::LockOptions::reentrant)) releases
     /// nothing: the outer hold goes on.
     pub async fn release(mut self) -> Result<(), LockError> {
-        if self.nested {
-            // The outer hold goes on: nothing to send, and nothing to end.
-            return self.check();
-        }
         let others = std::mem::take(&mut self.others);
         if !others.is_empty() {
             return release_set(std::iter::once(self).chain(others).collect()).await;
+        }
+        if self.nested {
+            // The outer hold goes on: nothing to send, and nothing to end.
+            return self.check();
         }
         self.heartbeat = None;
         let lost_before = self.lease.is_lost().then(|| self.lease.lost_error());
@@ -309,9 +309,12 @@ impl LockGuard {
 /// lease that was lost is the answer.
 async fn release_set(mut guards: Vec<LockGuard>) -> Result<(), LockError> {
     let lost_before = guards.iter().find_map(|guard| guard.check().err());
-    let together = guards
-        .iter()
-        .all(|guard| !guard.nested && guard.min_hold.is_none() && !guard.lease.has_turn());
+    let together = guards.iter().all(|guard| {
+        !guard.nested
+            && guard.min_hold.is_none()
+            && !guard.lease.has_turn()
+            && !Shape::of_token(&guard.lease.token).is_shared()
+    });
     let mut results = Vec::with_capacity(guards.len());
     // A second release for each guard whose first may have done its work.
     let mut again = false;
@@ -344,7 +347,9 @@ async fn release_set(mut guards: Vec<LockGuard>) -> Result<(), LockError> {
             }
             Err(error) => {
                 tracing::debug!(%error, "releasing a set together failed; releasing each lock");
-                again = true;
+                // Sent, and perhaps done, unless the server refused it: then
+                // a "not ours" at the next release is a lost lease.
+                again = error.is_io_error() || error.is_timeout() || error.is_connection_dropped();
             }
         }
     }

@@ -41,13 +41,18 @@ thread_local! {
 }
 
 /// The lease of lock `key` on `server` that the running code holds, if any:
-/// the current task's scope first, then the current thread's.
+/// the current task's scope first, then the current thread's. (So a task
+/// spawned on a runtime that a blocking body drives on its own thread counts
+/// as that body: a known limit.) A lease already released (a scope that
+/// outlived its guard) is not held.
 pub(crate) fn holding(server: &str, key: &str) -> Option<Arc<Lease>> {
     let find = |held: &Held| {
         held.0
             .iter()
             .rev()
-            .find(|lock| &*lock.server == server && lock.lease.key == key)
+            .find(|lock| {
+                &*lock.server == server && lock.lease.key == key && !lock.lease.is_released()
+            })
             .map(|lock| Arc::clone(&lock.lease))
     };
     TASK_HELD

@@ -245,8 +245,8 @@ impl LockOptions {
     /// [`Mode::Write`] holder; a waiting writer blocks new readers, so it is
     /// served once the readers already in are done. Each holder has its own
     /// lease and heartbeat, and a reader that dies frees its share after its
-    /// ttl. A release wakes the waiters that may now go (every reader up to
-    /// the first waiting writer, or that writer). Every user of a name must
+    /// ttl. A release wakes the waiters that may now go (the readers up to
+    /// the first waiting writer, at most 100 per release, or that writer). Every user of a name must
     /// agree that it is a read/write lock. Not with `fencing`, `fair` or
     /// `permits`, nor on a quorum client.
     ///

@@ -30,7 +30,10 @@ impl LockClient {
     /// (by key), so callers asking for the same names in any order cannot
     /// deadlock each other; the wait in `options` bounds the whole set. Each
     /// name is an ordinary lock: code that takes one of them alone excludes
-    /// and is excluded as usual.
+    /// and is excluded as usual. The order cannot cover locks the calling
+    /// code holds already (re-entry, or a guard it keeps): waiting for a set
+    /// while holding another lock is nested locking, and can deadlock as
+    /// any can. Take every name the work needs in one set.
     ///
     /// ```no_run
     /// # async fn demo(client: lock_runtime::LockClient) -> Result<(), lock_runtime::LockError> {

@@ -651,12 +651,11 @@ end
 local function permits(token)
   return tonumber(string.match(token, '^s(%d+)%-')) or 1
 end
--- The key outlives a lease of `ms` from now (`fresh`: it had no expiry yet).
-local function outlive(ms, fresh)
-  if fresh then
+-- The key outlives a lease of `ms` from now (raised only: a key with no
+-- expiry, however it came to be, gets one).
+local function outlive(ms)
+  if redis.call('PTTL', KEYS[1]) < ms then
     redis.call('PEXPIRE', KEYS[1], ms)
-  else
-    redis.call('PEXPIRE', KEYS[1], ms, 'GT')
   end
 end
 local function leave(token)
@@ -738,7 +737,7 @@ else
 end
 if may then
   redis.call('ZADD', KEYS[1], now + ttl, token)
-  outlive(ttl, holders == 0)
+  outlive(ttl)
   if queued then
     leave(token)
   end
@@ -778,7 +777,7 @@ local now = clock()
 local ends = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]))
 if ends and ends > now then
   redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-  outlive(tonumber(ARGV[2]), false)
+  outlive(tonumber(ARGV[2]))
   return 1
 end
 return 0

@@ -193,6 +193,15 @@ impl Lease {
             .finish()
     }
 
+    /// `Ok(())` while held, else the [`LockError::Lost`] saying why.
+    pub(crate) fn check_held(&self) -> Result<(), LockError> {
+        if self.is_held() {
+            Ok(())
+        } else {
+            Err(self.lost_error())
+        }
+    }
+
     pub(crate) fn lost_error(&self) -> LockError {
         LockError::Lost {
             name: self.name.clone(),

@@ -269,3 +269,68 @@ fn blocking_reentry(server: &RedisServer, locks: &LockClient) {
         .unwrap();
     assert_eq!(get(server, &key), None);
 }
+
+/// A re-entrant call under a hold that was lost meanwhile is `Lost`, never a
+/// guard on nothing; a scope that outlived its guard holds nothing.
+#[tokio::test]
+async fn a_lost_or_released_outer_hold_is_not_run_under() {
+    let server = RedisServer::start();
+    let locks = client(&server.url()).await;
+    let options = &ttl(1_000)
+        .heartbeat(Duration::from_millis(50))
+        .reentrant(true)
+        .on_lost(lock_runtime::OnLost::Notify);
+    let key = locks.key_for("lost-outer");
+    let (locks_ref, server_ref) = (&locks, &server);
+    let inner = locks
+        .run_with("lost-outer", options, |outer| async move {
+            let () = redis::cmd("SET")
+                .arg(&key)
+                .arg("someone-else")
+                .query(&mut server_ref.connection())
+                .unwrap();
+            timeout(Duration::from_secs(5), outer.lost()).await.unwrap();
+            locks_ref.acquire("lost-outer", options).await.map(drop)
+        })
+        .await;
+    // The outer call reports the loss; the inner acquire did too.
+    assert!(matches!(inner, Err(LockError::Lost { .. })), "{inner:?}");
+
+    let guard = locks.acquire("outlived", &ttl(30_000)).await.unwrap();
+    let (go, wait) = tokio::sync::oneshot::channel::<()>();
+    let later = {
+        let locks = locks.clone();
+        tokio::spawn(guard.scope(async move {
+            wait.await.unwrap();
+            // The guard is gone: this is an ordinary acquire of a free lock.
+            locks
+                .acquire("outlived", &ttl(30_000).wait(Wait::TryOnce))
+                .await
+        }))
+    };
+    guard.release().await.unwrap();
+    go.send(()).unwrap();
+    later.await.unwrap().unwrap().release().await.unwrap();
+}
+
+/// A semaphore taken again inside its own body is re-entry: it could wait on
+/// itself (with one permit it would, for good).
+#[tokio::test]
+async fn a_semaphore_taken_again_inside_its_body_fails_at_once() {
+    let server = RedisServer::start();
+    let locks = client(&server.url()).await;
+    let options = ttl(30_000).permits(1);
+    let inner = timeout(
+        Duration::from_secs(5),
+        locks.run("one-permit", &options, async {
+            locks.run("one-permit", &options, async {}).await
+        }),
+    )
+    .await
+    .expect("waited on itself")
+    .unwrap();
+    assert!(
+        matches!(inner, Err(LockError::Reentrant { .. })),
+        "{inner:?}"
+    );
+}

@@ -342,3 +342,53 @@ async fn a_set_is_released_in_one_request_and_waiters_are_still_handed_theirs() 
     assert_eq!(get(&server, &locks.key_for("a")), None);
     handed.release().await.unwrap();
 }
+
+/// A set of read locks whose one lease was lost reports it at release (its
+/// release is one script per lock, not the exclusive locks' joint one).
+#[tokio::test]
+async fn a_shared_set_with_a_lost_lease_reports_it_at_release() {
+    let server = RedisServer::start();
+    let locks = client(&server.url()).await;
+    let read = ttl(30_000).mode(lock_runtime::Mode::Read);
+    let set = locks.acquire_all(["r1", "r2"], &read).await.unwrap();
+    // The lease on r2 is gone behind our back (evicted, say).
+    let () = redis::cmd("DEL")
+        .arg(locks.key_for("r2"))
+        .query(&mut server.connection())
+        .unwrap();
+    let released = set.release().await;
+    assert!(
+        matches!(released, Err(LockError::Lost { ref name, .. }) if name == "r2"),
+        "{released:?}"
+    );
+    let holders: usize = redis::cmd("ZCARD")
+        .arg(locks.key_for("r1"))
+        .query(&mut server.connection())
+        .unwrap();
+    assert_eq!(holders, 0, "r1 stayed held");
+}
+
+/// A set whose first lock is held here already (re-entry) still releases the
+/// rest before `release` returns.
+#[tokio::test]
+async fn a_set_led_by_a_reentrant_lock_releases_the_rest_before_returning() {
+    let server = RedisServer::start();
+    let locks = client(&server.url()).await;
+    let options = ttl(30_000).reentrant(true);
+    locks
+        .run("a", &options, async {
+            let set = locks.acquire_all(["a", "b"], &options).await.unwrap();
+            set.release().await.unwrap();
+            assert_eq!(
+                get(&server, &locks.key_for("b")),
+                None,
+                "`b` still held after release"
+            );
+            assert!(
+                get(&server, &locks.key_for("a")).is_some(),
+                "the outer `a` was released"
+            );
+        })
+        .await
+        .unwrap();
+}
