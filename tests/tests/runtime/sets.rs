@@ -257,6 +257,16 @@ async fn sets_work_from_sync_code_and_count_as_held_for_re_entry() {
     assert_eq!(get(&server, "lock:p"), None);
 }
 
+/// Takes and releases a throwaway set, so the server has the set scripts
+/// cached: a script's first use costs a `NOSCRIPT` round trip.
+async fn warm_up_set_scripts(locks: &lock_runtime::LockClient) {
+    let set = locks
+        .acquire_all(["w1", "w2"], &try_once(30_000))
+        .await
+        .unwrap();
+    set.release().await.unwrap();
+}
+
 /// Free names on one server are taken in one request (one script, which sets
 /// every key), not one request per name.
 #[tokio::test]
@@ -264,14 +274,7 @@ async fn free_names_on_one_server_are_taken_in_one_request() {
     let server = RedisServer::start();
     let locks = client(&server.url()).await;
     let options = try_once(30_000);
-    // Warm up: the script's first use costs a NOSCRIPT round trip.
-    locks
-        .acquire_all(["w1", "w2"], &options)
-        .await
-        .unwrap()
-        .release()
-        .await
-        .unwrap();
+    warm_up_set_scripts(&locks).await;
     let (scripts, sets) = (server.script_calls(), server.command_calls("set"));
     let set = locks.acquire_all(["a", "b", "c"], &options).await.unwrap();
     assert_eq!(server.script_calls() - scripts, 1, "not one request");
@@ -293,14 +296,7 @@ async fn a_set_is_released_in_one_request_and_waiters_are_still_handed_theirs() 
     let locks = client(&server.url()).await;
     let other = client(&server.url()).await;
     let options = ttl(30_000);
-    // Warm up both scripts.
-    locks
-        .acquire_all(["w1", "w2"], &options)
-        .await
-        .unwrap()
-        .release()
-        .await
-        .unwrap();
+    warm_up_set_scripts(&locks).await;
     let set = locks.acquire_all(["a", "b"], &options).await.unwrap();
     let scripts = server.script_calls();
     set.release().await.unwrap();
