@@ -213,6 +213,9 @@ impl LockClient {
 
     /// Whether the running code holds lock `name` (see [`LockOptions::reentrant`]).
     pub(crate) fn holds_here(&self, name: &str) -> bool {
+        if !held::holds_any() {
+            return false;
+        }
         let backend = &self.inner.backend;
         held::holding(backend.server(), &backend.lease_key(name)).is_some()
     }
@@ -225,6 +228,10 @@ impl LockClient {
         name: &str,
         options: &LockOptions,
     ) -> Option<Result<LockGuard, LockError>> {
+        // Most acquires hold nothing: no key to build, nothing to look up.
+        if !held::holds_any() {
+            return None;
+        }
         let backend = &self.inner.backend;
         let outer = held::holding(backend.server(), &backend.lease_key(name))?;
         let (held_as, wanted) = (Shape::of_token(&outer.token), Shape::of(options));

@@ -72,6 +72,15 @@ impl Held {
     }
 }
 
+/// Whether the running code holds any lock at all: the cheap check made
+/// before each acquire builds a key to look for.
+pub(crate) fn holds_any() -> bool {
+    TASK_HELD
+        .try_with(|held| !held.0.is_empty())
+        .unwrap_or(false)
+        || THREAD_HELD.with(|held| !held.borrow().0.is_empty())
+}
+
 /// What the running code holds: the current task's scope and the current
 /// thread's, to carry into work done for it elsewhere (a blocking call's
 /// acquire, on the background runtime).
