@@ -33,6 +33,7 @@ impl std::fmt::Debug for LockClientBuilder {
             .field("prefix", &settings.prefix)
             .field("connect_timeout", &settings.connect_timeout)
             .field("response_timeout", &settings.response_timeout)
+            .field("holder_label", &settings.holder_label)
             .finish_non_exhaustive()
     }
 }
@@ -49,6 +50,7 @@ impl LockClientBuilder {
                 tls_root_certificate: None,
                 cluster: ClusterMode::Detect,
                 quorum: None,
+                holder_label: None,
             },
         }
     }
@@ -89,6 +91,27 @@ impl LockClientBuilder {
     /// ```
     pub fn cluster(mut self, mode: ClusterMode) -> Self {
         self.settings.cluster = mode;
+        self
+    }
+
+    /// Names this application in the holder record every lease of the client
+    /// carries (with host name, process id and when the lease was asked for),
+    /// for [`LockClient::inspect`](crate::LockClient::inspect) and `lockctl`.
+    /// At most 64 bytes, without `:`, `|`, whitespace or control characters
+    /// (else `connect` fails with [`LockError::Config`](crate::LockError::Config)).
+    /// The record is shown to people, never trusted: the lease's random token
+    /// decides who holds a lock.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), lock_runtime::LockError> {
+    /// let client = lock_runtime::LockClient::builder("redis://127.0.0.1:6379")
+    ///     .holder_label("billing-worker")
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn holder_label(mut self, label: impl Into<String>) -> Self {
+        self.settings.holder_label = Some(label.into());
         self
     }
 

@@ -43,6 +43,41 @@ pub(crate) fn hash_tag(key: &str) -> Option<&str> {
     (close > 0).then(|| &after[..close])
 }
 
+/// The `SCAN MATCH` globs that find the lease keys of the names matching
+/// `pattern` (a glob over names): `{prefix}{pattern}` with the prefix's glob
+/// characters escaped, and on a cluster also the `{#}` form of
+/// [`cluster_lease_key`]. No other key of a lock ends as these do (the
+/// derived keys end in their suffix).
+pub(crate) fn lease_key_patterns(prefix: &str, pattern: &str, cluster: bool) -> Vec<String> {
+    let mut escaped = String::with_capacity(prefix.len());
+    for c in prefix.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    let mut patterns = vec![[escaped.as_str(), "{", pattern, "}"].concat()];
+    if cluster {
+        patterns.push([escaped.as_str(), "{#}", pattern, "#"].concat());
+    }
+    patterns
+}
+
+/// The lock name a lease key (as [`lease_key`] or [`cluster_lease_key`] make
+/// them) stands for; `None` for another key.
+pub(crate) fn name_of_key<'a>(prefix: &str, key: &'a str) -> Option<&'a str> {
+    let rest = key.strip_prefix(prefix)?;
+    if let Some(name) = rest
+        .strip_prefix('{')
+        .and_then(|rest| rest.strip_suffix('}'))
+    {
+        return Some(name).filter(|name| !name.is_empty());
+    }
+    rest.strip_prefix("{#}")?
+        .strip_suffix('#')
+        .filter(|name| name.starts_with('}'))
+}
+
 /// Checks a lock name: non-empty, at most [`MAX_NAME_LEN`] bytes.
 pub(crate) fn validate_name(name: &str) -> Result<(), LockError> {
     let reason = if name.is_empty() {
@@ -83,6 +118,23 @@ mod tests {
         assert!(error.contains("limit is 1024"), "{error}");
         assert!(validate_name("invoice:42").is_ok());
         assert!(validate_name("ünïcode ✓").is_ok());
+    }
+
+    #[test]
+    fn lease_keys_map_back_to_their_names() {
+        for name in ["invoice:42", "}", "}x", "a}b", "#}x#", "{", "ü"] {
+            for key in [lease_key("lock:", name), cluster_lease_key("lock:", name)] {
+                assert_eq!(name_of_key("lock:", &key), Some(name), "{key}");
+            }
+        }
+        assert_eq!(name_of_key("lock:", "lock:{a}:fence"), None);
+        assert_eq!(name_of_key("lock:", "lock:{a}:queue"), None);
+        assert_eq!(name_of_key("lock:", "other:{a}"), None);
+        assert_eq!(
+            lease_key_patterns("app*[1]:", "inv*", true),
+            ["app\\*\\[1\\]:{inv*}", "app\\*\\[1\\]:{#}inv*#"]
+        );
+        assert_eq!(lease_key_patterns("lock:", "*", false), ["lock:{*}"]);
     }
 
     #[test]

@@ -39,12 +39,18 @@ mod backend;
 mod backoff;
 mod blocking;
 mod builder;
+/// The `lockctl` tool's implementation (the `cli` feature); run it as the
+/// `lockctl` binary.
+#[cfg(feature = "cli")]
+#[doc(hidden)]
+pub mod cli;
 mod client;
 mod engine;
 mod error;
 mod global;
 mod guard;
 mod held;
+mod inspect;
 mod keys;
 mod options;
 mod rt;
@@ -59,6 +65,7 @@ pub use client::LockClient;
 pub use error::{LockError, LostReason};
 pub use global::{DEFAULT_REDIS_URL, default_client, set_default_client};
 pub use guard::{LockGuard, LockHandle};
+pub use inspect::{Holder, HolderIdentity, LockState, Share, Waiter};
 pub use keys::{DEFAULT_PREFIX, MAX_NAME_LEN};
 /// [`LockError`]: crate::LockError
 #[doc(inline)]

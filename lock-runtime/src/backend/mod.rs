@@ -19,6 +19,7 @@ mod quorum;
 mod scripts;
 mod sentinel;
 mod single;
+mod survey;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,7 +33,7 @@ use connect::Endpoints;
 pub use connect::redact_url;
 use contention::Contention;
 pub(crate) use notices::{NoticeNodes, Notices, Subscription};
-pub(crate) use protocol::{Attempt, AttemptRequest, Handoff, NextTask, Released, Shape};
+pub(crate) use protocol::{Attempt, AttemptRequest, Handoff, NextTask, Released, Shape, Snapshot};
 use quorum::Quorum;
 use sentinel::{SentinelCommands, SentinelGroup, SentinelUrl};
 use single::SingleServer;
@@ -40,7 +41,7 @@ use single::SingleServer;
 use crate::error::LockError;
 use crate::keys::{cluster_lease_key, hash_tag, lease_key};
 use crate::options::LockOptions;
-use crate::token::new_token;
+use crate::token::{Identity, new_token};
 
 /// Whether a client talks to a Redis Cluster (see
 /// [`LockClientBuilder::cluster`](crate::LockClientBuilder::cluster)).
@@ -70,6 +71,8 @@ pub(crate) struct Settings {
     /// A quorum client's servers, one full URL each (from
     /// [`LockClient::quorum`](crate::LockClient::quorum)).
     pub(crate) quorum: Option<Vec<String>>,
+    /// What the holder record of every lease names the application as.
+    pub(crate) holder_label: Option<String>,
 }
 
 impl Settings {
@@ -151,6 +154,8 @@ struct Inner {
     /// The runtime the connections live on, where background work is spawned.
     runtime: tokio::runtime::Handle,
     response_timeout: Duration,
+    /// Who this client's leases say holds them.
+    identity: Identity,
 }
 
 impl std::fmt::Debug for Backend {
@@ -307,6 +312,8 @@ impl Backend {
                 ),
             ));
         }
+        let identity = Identity::new(settings.holder_label.as_deref())
+            .map_err(|reason| settings.config_error(&format!("client for {server}"), reason))?;
         tracing::debug!(%server, prefix = %settings.prefix, cluster, "lock client connected");
         // Where this client's waiters are told of handoffs: unique per client.
         let channel = format!("{}notices:{}", settings.prefix, new_token("notices")?);
@@ -330,6 +337,7 @@ impl Backend {
                 contention: Contention::default(),
                 runtime,
                 response_timeout: settings.response_timeout,
+                identity,
             }),
         })
     }
@@ -343,6 +351,11 @@ impl Backend {
         }
     }
 
+    /// Whether the client talks to a Redis Cluster.
+    pub(crate) fn is_cluster(&self) -> bool {
+        self.inner.cluster
+    }
+
     /// The server (`host:port` or socket path, no credentials).
     pub(crate) fn server(&self) -> &str {
         &self.inner.server
@@ -350,6 +363,11 @@ impl Backend {
 
     pub(crate) fn prefix(&self) -> &str {
         &self.inner.prefix
+    }
+
+    /// Who this client's leases say holds them.
+    pub(crate) fn identity(&self) -> &Identity {
+        &self.inner.identity
     }
 
     pub(crate) fn notices(&self) -> &Arc<Notices> {

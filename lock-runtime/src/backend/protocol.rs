@@ -394,9 +394,11 @@ impl Shape {
         }
     }
 
-    /// The shape a token was made for.
+    /// The shape a token was made for (read from its random part: the
+    /// holder's record after the first `|` may hold `-`s).
     pub(crate) fn of_token(token: &str) -> Shape {
-        match token.split_once('-').map(|(prefix, _)| prefix) {
+        let random = token.split('|').next().unwrap_or(token);
+        match random.split_once('-').map(|(prefix, _)| prefix) {
             None => Shape::Exclusive,
             Some("r") => Shape::Read,
             Some("w") => Shape::Write,
@@ -498,6 +500,76 @@ pub(crate) fn many_release(key: &str, token: &str) -> redis::Cmd {
     cmd
 }
 
+/// The script call that reads lock `key`'s state (see [`scripts::INSPECT`]).
+pub(crate) fn inspect(key: &str) -> redis::Cmd {
+    let mut cmd = scripts::evalsha(&scripts::INSPECT, 7);
+    lock_keys(&mut cmd, key)
+        .arg(format!("{key}:wait"))
+        .arg(format!("{key}:wake"))
+        .arg(format!("{key}:wakers"));
+    cmd
+}
+
+/// One server's view of a lock, as [`scripts::INSPECT`] read it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Snapshot {
+    /// The server's clock, ms since the epoch.
+    pub(crate) now_ms: u64,
+    /// The tokens holding it, each with its lease's time left (`None`: no expiry).
+    pub(crate) holders: Vec<(String, Option<Duration>)>,
+    /// The fence key's value: the last fencing token taken for the name.
+    pub(crate) last_fence: Option<u64>,
+    /// The tokens waiting (whose place has not lapsed), in arrival order.
+    pub(crate) waiters: Vec<String>,
+}
+
+/// The inspect script's reply.
+type InspectReply = (
+    String,
+    String,
+    Vec<String>,
+    String,
+    Vec<String>,
+    Vec<String>,
+    Vec<String>,
+);
+
+impl Snapshot {
+    pub(crate) fn from_reply(
+        (_kind, now, holders, fence, queue, wait, wake): InspectReply,
+    ) -> Snapshot {
+        let now_ms: u64 = now.parse().unwrap_or(0);
+        let holders = holders
+            .chunks_exact(2)
+            .map(|pair| {
+                let left = pair[1].parse::<u64>().ok().map(Duration::from_millis);
+                (pair[0].clone(), left)
+            })
+            .collect();
+        // Each list's entries start with the waiter's deadline: in ms, but
+        // in µs for a quorum node's.
+        let live = |pairs: &[String], now: u64| -> Vec<String> {
+            pairs
+                .chunks_exact(2)
+                .filter(|pair| {
+                    let digits: String = pair[1].chars().take_while(char::is_ascii_digit).collect();
+                    digits.parse::<u64>().is_ok_and(|deadline| deadline >= now)
+                })
+                .map(|pair| pair[0].clone())
+                .collect()
+        };
+        let mut waiters = live(&queue, now_ms);
+        waiters.extend(live(&wait, now_ms));
+        waiters.extend(live(&wake, now_ms.saturating_mul(1000)));
+        Snapshot {
+            now_ms,
+            holders,
+            last_fence: fence.parse().ok(),
+            waiters,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use redis::{FromRedisValue, Value};
@@ -512,7 +584,10 @@ mod tests {
             Shape::Read,
             Shape::Write,
         ] {
-            let token = format!("{}0123456789abcdef0123456789abcdef", shape.token_prefix());
+            let token = format!(
+                "{}0123456789abcdef0123456789abcdef|x1|7|web-01|a-b",
+                shape.token_prefix()
+            );
             assert_eq!(Shape::of_token(&token), shape, "{token}");
             // A wake-up notice naming it parses back to the same token.
             assert_eq!(
@@ -600,6 +675,40 @@ mod tests {
             }
         );
         assert_eq!(reply(0, "-1", "0", "0").holder_ttl, None);
+    }
+
+    #[test]
+    fn a_snapshot_keeps_live_waiters_only() {
+        let strings = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let snapshot = Snapshot::from_reply((
+            "string".into(),
+            "1000".into(),
+            strings(&["tok", "1500"]),
+            "42".into(),
+            strings(&["live", "2000:5:1:0:ch", "dead", "999:5:1:0:ch"]),
+            strings(&["reader", "1000 ch"]),
+            strings(&["q", "1000001 ch", "gone", "999999 ch"]),
+        ));
+        assert_eq!(
+            snapshot,
+            Snapshot {
+                now_ms: 1000,
+                holders: vec![("tok".into(), Some(Duration::from_millis(1500)))],
+                last_fence: Some(42),
+                waiters: strings(&["live", "reader", "q"]),
+            }
+        );
+        let free = Snapshot::from_reply((
+            "none".into(),
+            "5".into(),
+            vec![],
+            String::new(),
+            vec![],
+            vec![],
+            vec![],
+        ));
+        assert_eq!(free.last_fence, None);
+        assert!(free.holders.is_empty());
     }
 
     #[test]

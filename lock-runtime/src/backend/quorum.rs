@@ -40,7 +40,7 @@ use redis::{ErrorKind, RedisError, RedisResult};
 use super::Settings;
 use super::connect::{Endpoints, open_client, redact_url, unreachable};
 use super::protocol::{
-    Attempt, AttemptRequest, NodeAttempt, Released, quorum_extend, quorum_fence,
+    Attempt, AttemptRequest, NodeAttempt, Released, Snapshot, quorum_extend, quorum_fence,
     quorum_fence_write, quorum_release,
 };
 use super::scripts;
@@ -211,6 +211,44 @@ impl Quorum {
     /// Every server, for the notice connection.
     pub(crate) fn clients(&self) -> Vec<redis::Client> {
         self.nodes.iter().map(|node| node.client.clone()).collect()
+    }
+
+    /// How many servers must agree.
+    pub(crate) fn majority(&self) -> usize {
+        self.majority
+    }
+
+    /// Each server's command connection.
+    pub(crate) fn connections(&self) -> Vec<ConnectionManager> {
+        self.nodes
+            .iter()
+            .map(|node| node.commands.clone())
+            .collect()
+    }
+
+    /// Lock state as each server that answers sees it (`cmd`: an
+    /// [`INSPECT`](scripts::INSPECT) call); an error unless a majority answered.
+    pub(crate) async fn snapshots(&self, cmd: &redis::Cmd) -> RedisResult<Vec<Snapshot>> {
+        let replies = self
+            .fan_out(
+                0..self.nodes.len(),
+                self.response_timeout,
+                &scripts::INSPECT,
+                cmd,
+            )
+            .await;
+        let mut snapshots = Vec::new();
+        let mut errors = Vec::new();
+        for (index, reply) in replies {
+            match reply {
+                Ok(reply) => snapshots.push(Snapshot::from_reply(reply)),
+                Err(error) => errors.push((index, error)),
+            }
+        }
+        if snapshots.len() < self.majority {
+            return Err(self.no_majority("inspect", snapshots.len(), errors));
+        }
+        Ok(snapshots)
     }
 
     /// How long one node may take to answer a request of a lease of `ttl`.

@@ -833,3 +833,50 @@ return released
 "
     ))
 });
+
+/// Read one lock's state, for people and dashboards (changes nothing).
+///
+/// KEYS\[1\] lock key, KEYS\[2\] fence key, KEYS\[3\] wait queue and KEYS\[4\]
+/// waiters of an exclusive lock (as [`ACQUIRE`]), KEYS\[5\] waiters of a lock
+/// with many holders (as [`MANY_ACQUIRE`]), KEYS\[6\] waiters of a quorum node
+/// (as [`QUORUM_ACQUIRE`]), KEYS\[7\] the entries of either of the last two.
+///
+/// Returns `{type, now, holders, fence, queue, wait, wake}`: the lock key's
+/// type (`string` exclusive, `zset` many holders, `none` free), the server
+/// time in ms, the holders as `token, ttl ms` pairs (ttl `-1`: no expiry), the
+/// fence key's value (`''` if none), and each waiter list as `token, entry`
+/// pairs in arrival order (at most 100 each; the entry holds its deadline).
+pub(crate) static INSPECT: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local kind = redis.call('TYPE', KEYS[1])['ok']
+local holders = {}
+if kind == 'string' then
+  holders = {redis.call('GET', KEYS[1]), tostring(redis.call('PTTL', KEYS[1]))}
+elseif kind == 'zset' then
+  local held = redis.call('ZRANGE', KEYS[1], '(' .. now, '+inf', 'BYSCORE', 'LIMIT', 0, 1000, 'WITHSCORES')
+  for i = 1, #held, 2 do
+    holders[#holders + 1] = held[i]
+    holders[#holders + 1] = string.format('%.0f', tonumber(held[i + 1]) - now)
+  end
+end
+local function queued(zset, hash)
+  local tokens = redis.call('ZRANGE', zset, 0, 99)
+  local out = {}
+  if #tokens == 0 then
+    return out
+  end
+  local entries = redis.call('HMGET', hash, unpack(tokens))
+  for i, token in ipairs(tokens) do
+    out[#out + 1] = token
+    out[#out + 1] = entries[i] or ''
+  end
+  return out
+end
+return {kind, string.format('%.0f', now), holders, redis.call('GET', KEYS[2]) or '',
+  queued(KEYS[3], KEYS[4]), queued(KEYS[5], KEYS[7]), queued(KEYS[6], KEYS[7])}
+",
+    )
+});

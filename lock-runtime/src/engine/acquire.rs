@@ -63,7 +63,7 @@ pub(crate) async fn acquire(
     })?;
     let key = backend.lease_key(name);
     let shape = Shape::of(options);
-    let token = UnsettledToken::new(backend, &key, name, shape)?;
+    let token = UnsettledToken::new(backend, &key, name, shape, options.fencing)?;
     let started = Instant::now();
     // `None`: try once. A wait too long to represent is the same as forever.
     let deadline = match options.wait {
@@ -346,7 +346,13 @@ impl Waiter<'_> {
                     lock = self.name,
                     "acquire answered after the lease's validity; retrying"
                 );
-                self.token = UnsettledToken::new(self.backend, &self.key, self.name, self.shape)?;
+                self.token = UnsettledToken::new(
+                    self.backend,
+                    &self.key,
+                    self.name,
+                    self.shape,
+                    self.options.fencing,
+                )?;
                 // Waiters are woken by their token: register the new one.
                 self.subscription = None;
                 self.queued_by = None;
@@ -569,7 +575,13 @@ pub(crate) async fn acquire_together(
     };
     let mut tokens = Vec::with_capacity(names.len());
     for (key, name) in keys.iter().zip(names) {
-        tokens.push(UnsettledToken::new(backend, key, name, Shape::Exclusive)?);
+        tokens.push(UnsettledToken::new(
+            backend,
+            key,
+            name,
+            Shape::Exclusive,
+            options.fencing,
+        )?);
     }
     for token in &mut tokens {
         token.arm();

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use crate::backend::{Backend, Shape};
 use crate::error::LockError;
-use crate::token::new_token;
 
 /// A background release that fails (the connection lost, or Redis slow) is sent
 /// again after this pause, doubling, up to [`RELEASE_ATTEMPTS`] in all (about
@@ -60,15 +59,19 @@ pub(crate) struct UnsettledToken {
 }
 
 impl UnsettledToken {
-    /// A fresh token of `shape` for lock `name` at `key`, not yet sent.
+    /// A fresh token of `shape` for lock `name` at `key`, not yet sent,
+    /// carrying this client's holder record (`fenced`: the lease asks for a
+    /// fencing token).
     pub(crate) fn new(
         backend: &Backend,
         key: &str,
         name: &str,
         shape: Shape,
+        fenced: bool,
     ) -> Result<Self, LockError> {
-        let mut token = shape.token_prefix();
-        token.push_str(&new_token(name)?);
+        let token = backend
+            .identity()
+            .mint(name, &shape.token_prefix(), fenced)?;
         Ok(UnsettledToken {
             backend: backend.clone(),
             key: key.to_owned(),

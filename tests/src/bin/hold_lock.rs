@@ -3,7 +3,8 @@
 //! Usage: `hold_lock <redis-url> <lock-name> <ttl-ms> [fair | permits=<n> | read | write]`.
 //! Prints `ACQUIRED` once held (with `fair`, it waits its turn in the FIFO queue
 //! first; with `permits=<n>`, it holds one permit of a semaphore; with `read`
-//! or `write`, a share of a read/write lock).
+//! or `write`, a share of a read/write lock). `HOLD_LABEL` in the environment
+//! is the client's holder label. Fails (exit code 1) once the lease is lost.
 
 #![allow(clippy::print_stdout)]
 
@@ -20,7 +21,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         [_, url, name, ttl_ms, how] => (url, name, ttl_ms, how.as_str()),
         _ => return Err(usage.into()),
     };
-    let client = lock_runtime::LockClient::connect(url).await?;
+    let mut builder = lock_runtime::LockClient::builder(url.as_str());
+    if let Ok(label) = std::env::var("HOLD_LABEL") {
+        builder = builder.holder_label(label);
+    }
+    let client = builder.connect().await?;
     let options = lock_runtime::LockOptions::new(Duration::from_millis(ttl_ms.parse()?));
     let options = match how {
         "" => options,

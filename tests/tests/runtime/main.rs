@@ -11,6 +11,7 @@ mod handoff;
 mod lease;
 mod line;
 mod mutual_exclusion;
+mod ops;
 mod reconnect;
 mod reentry;
 mod sets;
