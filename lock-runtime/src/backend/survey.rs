@@ -118,9 +118,17 @@ async fn primaries(
     for range in ranges {
         // `[start, end, [host, port, id, …], replicas…]`
         let Value::Array(parts) = range else { continue };
-        if let Some(primary) = parts.into_iter().nth(2) {
-            let (host, port, ..): (String, u16, redis::Value) = redis::from_redis_value(primary)?;
-            primaries.insert((host, port));
+        // The primary: `[host, port, id, metadata]` (the id and metadata in
+        // Redis 7; older servers send fewer).
+        let Some(Value::Array(primary)) = parts.into_iter().nth(2) else {
+            continue;
+        };
+        let mut primary = primary.into_iter();
+        if let (Some(host), Some(port)) = (primary.next(), primary.next()) {
+            primaries.insert((
+                redis::from_redis_value(host)?,
+                redis::from_redis_value(port)?,
+            ));
         }
     }
     Ok(primaries)

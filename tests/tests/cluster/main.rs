@@ -101,6 +101,11 @@ async fn on_one_cluster() {
     )
     .await;
     scenario(
+        "list and lockctl see every primary",
+        list_sees_every_primary(&cluster),
+    )
+    .await;
+    scenario(
         "exclusion over 4 processes",
         exclusion_over_four_processes(&cluster, &counters),
     )
@@ -319,6 +324,45 @@ async fn shapes_and_sets_over_every_primary(cluster: &RedisCluster) {
         .release()
         .await
         .unwrap();
+}
+
+/// `list` and `lockctl list` find the locks held on every primary (names
+/// with braces included), and `inspect` reads each from its own node.
+async fn list_sees_every_primary(cluster: &RedisCluster) {
+    let locks = LockClient::builder(cluster.url())
+        .holder_label("cluster-ops")
+        .connect()
+        .await
+        .unwrap();
+    let names = spread_names(cluster, &locks);
+    let once = LockOptions::new(Duration::from_secs(30)).wait(Wait::TryOnce);
+    let set = locks.acquire_all(&names, &once).await.unwrap();
+    let listed: Vec<String> = locks
+        .list("*")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|lock| lock.name)
+        .collect();
+    let mut expected = names.clone();
+    expected.sort();
+    assert_eq!(listed, expected);
+    let state = locks.inspect("}brace").await.unwrap();
+    let who = state.holders[0].identity.as_ref().unwrap();
+    assert_eq!(who.label.as_deref(), Some("cluster-ops"));
+    let table = Command::new(env!("CARGO_BIN_EXE_lockctl_cli"))
+        .args(["--url", &cluster.url(), "--json", "list"])
+        .output()
+        .unwrap();
+    assert!(table.status.success());
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert_eq!(
+        text.matches("\"label\":\"cluster-ops\"").count(),
+        names.len(),
+        "{text}"
+    );
+    set.release().await.unwrap();
+    assert!(locks.list("*").await.unwrap().is_empty());
 }
 
 /// 4 processes of 16 tasks each, given one node's address, do non-atomic

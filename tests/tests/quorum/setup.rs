@@ -172,3 +172,54 @@ async fn guards_run_blocking_and_the_attribute_work_on_a_quorum() {
     lock_runtime::flush_releases(Duration::from_secs(5)).await;
     assert_eq!(quorum.values(&key), vec![None; 3]);
 }
+
+/// `inspect` and `list` on a quorum: a holder counts where a majority of the
+/// servers hold its lease, also with two of five down; one server's stray
+/// key is no holder.
+#[tokio::test]
+async fn inspect_and_list_read_the_majority() {
+    let mut quorum = RedisQuorum::start(5);
+    let locks = LockClient::builder(quorum.url())
+        .holder_label("quorum-ops")
+        .connect_timeout(Duration::from_secs(2))
+        .response_timeout(Duration::from_secs(1))
+        .connect()
+        .await
+        .unwrap();
+    let guard = locks
+        .acquire("q-ops", &ttl(30_000).fencing(true))
+        .await
+        .unwrap();
+    // A key on one server only, as a failed attempt might leave it.
+    let _: () = redis::cmd("SET")
+        .arg(locks.key_for("q-stray"))
+        .arg("0123456789abcdef0123456789abcdef|x1|1|h|")
+        .arg("PX")
+        .arg(30_000)
+        .query(&mut quorum.servers()[0].connection())
+        .unwrap();
+    quorum.server(3).kill();
+    quorum.server(4).kill();
+    let state = locks.inspect("q-ops").await.unwrap();
+    assert_eq!(state.holders.len(), 1);
+    let holder = &state.holders[0];
+    assert_eq!(holder.fence, guard.fencing_token());
+    assert_eq!(
+        holder
+            .identity
+            .as_ref()
+            .and_then(|who| who.label.as_deref()),
+        Some("quorum-ops")
+    );
+    assert!(!locks.inspect("q-stray").await.unwrap().is_held());
+    let names: Vec<String> = locks
+        .list("q-*")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|lock| lock.name)
+        .collect();
+    assert_eq!(names, ["q-ops"]);
+    guard.release().await.unwrap();
+    assert!(!locks.inspect("q-ops").await.unwrap().is_held());
+}
