@@ -58,7 +58,7 @@ mod sets;
 mod token;
 mod validity;
 
-pub use backend::{ClusterMode, redact_url};
+pub use backend::{ClusterMode, acl_rule, redact_url};
 pub use blocking::default_client_blocking;
 pub use builder::LockClientBuilder;
 pub use client::LockClient;

@@ -99,10 +99,21 @@ impl Cluster {
 pub(crate) async fn is_cluster_node(
     connection: &mut impl ConnectionLike,
 ) -> redis::RedisResult<bool> {
-    let info: String = redis::cmd("INFO")
+    let info: String = match redis::cmd("INFO")
         .arg("cluster")
         .query_async(connection)
-        .await?;
+        .await
+    {
+        Ok(info) => info,
+        // A user denied INFO: taken for a plain server (a cluster node would
+        // then answer the first lock request with a clear MOVED; a seed list,
+        // or `ClusterMode::Require`, says it is a cluster instead).
+        Err(error) if super::permissions::is_denied(&error) => {
+            tracing::debug!(%error, "INFO denied: not asking whether the server is a cluster node");
+            return Ok(false);
+        }
+        Err(error) => return Err(error),
+    };
     Ok(info.lines().any(|line| line.trim() == "cluster_enabled:1"))
 }
 

@@ -14,6 +14,7 @@ mod cluster;
 mod connect;
 mod contention;
 mod notices;
+mod permissions;
 mod protocol;
 mod quorum;
 mod scripts;
@@ -33,6 +34,7 @@ use connect::Endpoints;
 pub use connect::redact_url;
 use contention::Contention;
 pub(crate) use notices::{NoticeNodes, Notices, Subscription};
+pub use permissions::acl_rule;
 pub(crate) use protocol::{Attempt, AttemptRequest, Handoff, NextTask, Released, Shape, Snapshot};
 use quorum::Quorum;
 use sentinel::{SentinelCommands, SentinelGroup, SentinelUrl};
@@ -167,9 +169,40 @@ impl std::fmt::Debug for Backend {
 }
 
 impl Backend {
-    /// Connects as `settings` say, on the current tokio runtime; fails with a
-    /// clear [`LockError`] within the connect timeout.
+    /// Connects as `settings` say, on the current tokio runtime, and checks
+    /// that the Redis user may run every command a lock needs (see
+    /// `permissions.rs`); fails with a clear [`LockError`] within the connect
+    /// timeout.
     pub(crate) async fn connect(settings: &Settings) -> Result<Backend, LockError> {
+        let backend = Backend::connect_topology(settings).await?;
+        let (server, prefix) = (backend.server(), backend.prefix());
+        let check = async {
+            match &backend.inner.topology {
+                Topology::Nodes(commands) => {
+                    permissions::check(&mut commands.clone(), server, prefix).await
+                }
+                Topology::Quorum(quorum) => {
+                    for result in futures_util::future::join_all(
+                        quorum.connections().into_iter().map(|mut node| async move {
+                            permissions::check(&mut node, server, prefix).await
+                        }),
+                    )
+                    .await
+                    {
+                        result?;
+                    }
+                    Ok(())
+                }
+            }
+        };
+        // A server too slow to answer now is reported by the first request.
+        if let Ok(checked) = tokio::time::timeout(settings.connect_timeout, check).await {
+            checked?;
+        }
+        Ok(backend)
+    }
+
+    async fn connect_topology(settings: &Settings) -> Result<Backend, LockError> {
         let quorum = match settings.quorum.clone() {
             Some(urls) => Some(Ok(urls)),
             None => quorum::parse_url(&settings.url),

@@ -2,6 +2,7 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod acl;
 mod bad_input;
 mod chaos;
 mod default_client;
