@@ -51,6 +51,7 @@ impl LockClientBuilder {
                 cluster: ClusterMode::Detect,
                 quorum: None,
                 holder_label: None,
+                metrics_by_name: false,
             },
         }
     }
@@ -112,6 +113,15 @@ impl LockClientBuilder {
     /// ```
     pub fn holder_label(mut self, label: impl Into<String>) -> Self {
         self.settings.holder_label = Some(label.into());
+        self
+    }
+
+    /// Label this client's metrics (the `metrics` feature) with each lock's
+    /// name as well (`lock="invoice:42"`). Off by default: one series per
+    /// name grows without bound where names carry ids.
+    #[cfg(feature = "metrics")]
+    pub fn metrics_by_lock_name(mut self, by_name: bool) -> Self {
+        self.settings.metrics_by_name = by_name;
         self
     }
 

@@ -570,7 +570,10 @@ where
 {
     guard.check()?;
     let handle = guard.handle();
-    let body = guard.scope(body(handle.clone()));
+    let body = tracing::Instrument::instrument(
+        guard.scope(body(handle.clone())),
+        guard.lease.span.clone(),
+    );
     let output = match on_lost {
         OnLost::Cancel => {
             tokio::select! {

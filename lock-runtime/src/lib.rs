@@ -52,6 +52,7 @@ mod guard;
 mod held;
 mod inspect;
 mod keys;
+mod observe;
 mod options;
 mod rt;
 mod sets;

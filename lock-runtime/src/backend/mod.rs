@@ -75,6 +75,8 @@ pub(crate) struct Settings {
     pub(crate) quorum: Option<Vec<String>>,
     /// What the holder record of every lease names the application as.
     pub(crate) holder_label: Option<String>,
+    /// Label metrics by lock name too (see `observe.rs`).
+    pub(crate) metrics_by_name: bool,
 }
 
 impl Settings {
@@ -158,6 +160,7 @@ struct Inner {
     response_timeout: Duration,
     /// Who this client's leases say holds them.
     identity: Identity,
+    metrics_by_name: bool,
 }
 
 impl std::fmt::Debug for Backend {
@@ -371,6 +374,7 @@ impl Backend {
                 runtime,
                 response_timeout: settings.response_timeout,
                 identity,
+                metrics_by_name: settings.metrics_by_name,
             }),
         })
     }
@@ -396,6 +400,11 @@ impl Backend {
 
     pub(crate) fn prefix(&self) -> &str {
         &self.inner.prefix
+    }
+
+    /// Whether metrics carry the lock's name as a label.
+    pub(crate) fn metrics_by_name(&self) -> bool {
+        self.inner.metrics_by_name
     }
 
     /// Who this client's leases say holds them.

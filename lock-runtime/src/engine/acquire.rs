@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::task::AbortOnDropHandle;
+use tracing::Instrument;
 
 use super::handoff::{Handed, handed_over};
 use super::heartbeat::keep_alive;
@@ -21,6 +22,7 @@ use crate::backend::{Attempt, AttemptRequest, Backend, Shape, Subscription};
 use crate::backoff::Backoff;
 use crate::error::LockError;
 use crate::keys::validate_name;
+use crate::observe;
 use crate::options::{LockOptions, Wait};
 use crate::validity::{FOREVER, after, fresh, millis, valid_until};
 
@@ -89,19 +91,36 @@ pub(crate) async fn acquire(
         unanswered: None,
         last_holder_ttl: None,
         attempts: 0,
+        waited: false,
+        caller: tracing::Span::current(),
         queued_by: None,
     };
-    // Of this client's tasks after this lock, one at a time asks Redis (see
-    // `line`). Trying once never waits in line; FIFO mode queues every waiter
-    // in Redis, in arrival order across processes; nor do the waiters of a
-    // lock with many holders (they may hold together).
-    if !options.fair
-        && !shape.is_shared()
-        && let Some(acquired) = waiter.wait_in_line(lines).await?
-    {
-        return Ok(acquired);
+    let span = observe::acquire_span(name, &options.wait);
+    let result = async {
+        // Of this client's tasks after this lock, one at a time asks Redis
+        // (see `line`). Trying once never waits in line; FIFO mode queues
+        // every waiter in Redis, in arrival order across processes; nor do
+        // the waiters of a lock with many holders (they may hold together).
+        if !options.fair
+            && !shape.is_shared()
+            && let Some(acquired) = waiter.wait_in_line(lines).await?
+        {
+            return Ok(acquired);
+        }
+        waiter.attempt_until_held().await
     }
-    waiter.attempt_until_held().await
+    .instrument(span.clone())
+    .await;
+    observe::acquired(
+        &span,
+        name,
+        backend.metrics_by_name(),
+        &result,
+        waiter.attempts,
+        waiter.waited,
+        started.elapsed(),
+    );
+    result
 }
 
 /// What one attempt came to.
@@ -156,6 +175,10 @@ struct Waiter<'a> {
     /// Attempts so far: they are numbered, so a handoff notice can say which one
     /// it answers.
     attempts: u64,
+    /// Found the lock taken (busy, or another task of this client ahead).
+    waited: bool,
+    /// The span the acquire was called in: its lease's span goes under it.
+    caller: tracing::Span,
     /// The latest attempt that queued our token, and when it was sent.
     queued_by: Option<(u64, Instant)>,
 }
@@ -180,6 +203,7 @@ impl Waiter<'_> {
             }
             Entry::InLine(ticket) => ticket,
         };
+        self.waited = true;
         let Ok(given) = tokio::time::timeout_at(deadline, ticket.given()).await else {
             // Timed out behind another task of this client: say when the lock
             // may be free (the holder's remaining lease, one `PTTL`, briefly).
@@ -224,7 +248,7 @@ impl Waiter<'_> {
 
     /// Attempts, and waits between attempts, until the lock is held or the wait
     /// is over.
-    async fn attempt_until_held(mut self) -> Result<Acquired, LockError> {
+    async fn attempt_until_held(&mut self) -> Result<Acquired, LockError> {
         // A waiter must be registered for notices before the attempt that queues
         // it is sent, or a handoff answering that attempt could arrive unseen.
         // For a lock this client saw contended a moment ago, register now if the
@@ -239,7 +263,10 @@ impl Waiter<'_> {
         loop {
             let holder_ttl = match self.attempt().await? {
                 Tried::Held(held) => return Ok(held),
-                Tried::Busy(holder_ttl) => holder_ttl,
+                Tried::Busy(holder_ttl) => {
+                    self.waited = true;
+                    holder_ttl
+                }
                 Tried::Unanswered => None,
             };
             // Only a waiter rides out an unanswered attempt: trying once, it is
@@ -519,7 +546,8 @@ impl Waiter<'_> {
             self.options.ttl,
             (valid_from, Instant::now()),
             self.turn.take(),
-        );
+        )
+        .observed(&self.caller, self.backend.metrics_by_name());
         start(self.backend, &self.runtime, lease, self.options)
     }
 }
@@ -623,7 +651,8 @@ pub(crate) async fn acquire_together(
                 options.ttl,
                 (sent_at, held_since),
                 None,
-            );
+            )
+            .observed(&tracing::Span::current(), backend.metrics_by_name());
             start(backend, &runtime, lease, options)
         })
         .collect();

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::line::Turn;
 use crate::error::{LockError, LostReason};
+use crate::observe::{self, End};
 use crate::validity::valid_until;
 
 pub(crate) struct Lease {
@@ -35,6 +36,10 @@ pub(crate) struct Lease {
     /// release, to offer the lock to the next task; passed on at once if the
     /// lease is lost, so a lost lease holds up no other task of the process.
     turn: Mutex<Option<Turn>>,
+    /// The `lock.hold` span, for as long as the lease lives.
+    pub(crate) span: tracing::Span,
+    /// Metrics carry the lock's name.
+    by_name: bool,
 }
 
 impl Lease {
@@ -60,7 +65,18 @@ impl Lease {
             lost: CancellationToken::new(),
             lost_reason: OnceLock::new(),
             turn: Mutex::new(turn),
+            span: tracing::Span::none(),
+            by_name: false,
         }
+    }
+
+    /// Traced in a `lock.hold` span under `parent` (the acquire's caller's
+    /// span), its metrics labelled with the lock's name if `by_name` (see
+    /// `observe.rs`).
+    pub(crate) fn observed(mut self, parent: &tracing::Span, by_name: bool) -> Self {
+        self.span = observe::hold_span(parent, &self.name, self.fence);
+        self.by_name = by_name;
+        self
     }
 
     /// The turn of the client's line for this lock, if this lease has it still.
@@ -108,8 +124,12 @@ impl Lease {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         // Under the lock `extended` takes: no extend moves the deadline after this.
-        self.released.store(true, Ordering::Release);
+        let first = !self.released.swap(true, Ordering::AcqRel);
         *valid_until = self.acquired_at;
+        drop(valid_until);
+        if first && !self.is_lost() {
+            self.observe_end(End::Released);
+        }
     }
 
     /// The holder let go of this lease (released it or dropped its guard).
@@ -146,11 +166,19 @@ impl Lease {
 
     pub(crate) fn mark_lost(&self, reason: LostReason) {
         if self.lost_reason.set(reason).is_ok() {
-            tracing::warn!(lock = %self.name, %reason, "lease lost");
+            observe::lost(&self.span, &self.name, self.by_name, reason);
+            if !self.is_released() {
+                self.observe_end(End::Lost);
+            }
         }
         self.lost.cancel();
         // Dropped outside the lease's lock: the next task in line tries in Redis.
         drop(self.take_turn());
+    }
+
+    fn observe_end(&self, end: End) {
+        let held = self.held_since.elapsed();
+        observe::ended(&self.span, &self.name, self.by_name, held, end);
     }
 
     pub(crate) fn is_lost(&self) -> bool {

@@ -12,6 +12,7 @@ use super::line::Turn;
 use super::pending::{UnsettledToken, release_in_background};
 use crate::backend::{Backend, Released};
 use crate::error::{LockError, LostReason};
+use crate::observe;
 use crate::validity::{after, millis};
 
 /// Ends a lease: compare-and-delete plus notice, or, before `min_hold` is over,
@@ -85,6 +86,9 @@ pub(crate) async fn release_lease(
             released
         }
     };
+    if matches!(released, Released::HandedOn | Released::HandedHere { .. }) {
+        observe::handed_on(&lease.name, backend.metrics_by_name());
+    }
     if released != Released::NotOurs {
         tracing::debug!(lock = %lease.name, "lock released");
         Ok(released)

@@ -347,3 +347,101 @@ async fn lockctl_watch_prints_acquire_and_release_events() {
     })
     .await;
 }
+
+/// A `std::io::Write` into a shared buffer, for a tracing subscriber.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// Quiet at INFO on the happy path; at DEBUG, an acquire span with its
+/// outcome and a hold span around the body, under the `lock_runtime` target;
+/// a lost lease is a WARN.
+#[tokio::test]
+async fn tracing_is_quiet_at_info_and_spans_acquire_and_hold_at_debug() {
+    use tracing_subscriber::fmt::format::FmtSpan;
+    let server = RedisServer::start();
+    let locks = client(&server.url()).await;
+
+    let info = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .with_writer({
+            let info = info.clone();
+            move || info.clone()
+        })
+        .finish();
+    {
+        let _quiet = tracing::subscriber::set_default(subscriber);
+        locks
+            .run("traced", &ttl(5_000), async { tracing::info!("inside") })
+            .await
+            .unwrap();
+    }
+    let text = info.text();
+    assert!(text.contains("inside"), "{text}");
+    assert!(!text.contains("lock_runtime"), "quiet at INFO: {text}");
+
+    let debug = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_span_events(FmtSpan::CLOSE)
+        .with_writer({
+            let debug = debug.clone();
+            move || debug.clone()
+        })
+        .finish();
+    {
+        let _loud = tracing::subscriber::set_default(subscriber);
+        locks
+            .run("traced", &ttl(5_000).fencing(true), async {
+                tracing::info!("inside")
+            })
+            .await
+            .unwrap();
+        let guard = locks.acquire("traced-lost", &ttl(600)).await.unwrap();
+        let () = redis::cmd("DEL")
+            .arg(locks.key_for("traced-lost"))
+            .query(&mut server.connection())
+            .unwrap();
+        let _ = guard.lost().await;
+    }
+    let text = debug.text();
+    let acquire = text
+        .lines()
+        .find(|line| line.contains("lock.acquire{") && line.contains("close"))
+        .unwrap_or_else(|| panic!("no acquire span: {text}"));
+    assert!(acquire.contains("lock_runtime"), "{acquire}");
+    assert!(acquire.contains("outcome=\"acquired\""), "{acquire}");
+    assert!(acquire.contains("attempts=1"), "{acquire}");
+    let inside = text.lines().find(|line| line.contains("inside")).unwrap();
+    assert!(
+        inside.contains("lock.hold{lock=\"traced\" fence="),
+        "{inside}"
+    );
+    let lost = text
+        .lines()
+        .find(|line| line.contains("lease lost"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        lost.contains("WARN") && lost.contains("traced-lost"),
+        "{lost}"
+    );
+}
