@@ -6,13 +6,14 @@
 //! curl -X POST localhost:3000/accounts/1/transfer -H 'content-type: application/json' \
 //!      -d '{"to": 2, "amount": 5}'
 //! curl localhost:3000/accounts/1
+//! curl localhost:3000/metrics     # the lock metrics, for Prometheus to scrape
 //! ```
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use examples::DemoRedis;
-use examples::bank::{AppState, balance_key, router};
+use examples::bank::{AppState, balance_key, router, with_metrics};
 use lock_runtime::LockClient;
 use redis::AsyncCommands;
 
@@ -42,6 +43,7 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(args: Args) -> Result<(), String> {
+    let metrics = examples::bank::prometheus()?;
     let redis = DemoRedis::find_or_start().await?;
     let locks = LockClient::connect(&redis.url)
         .await
@@ -65,10 +67,13 @@ async fn serve(args: Args) -> Result<(), String> {
         args.listen,
         redis.url
     );
-    let app = router(AppState {
-        locks,
-        redis: storage,
-    });
+    let app = with_metrics(
+        router(AppState {
+            locks,
+            redis: storage,
+        }),
+        metrics,
+    );
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use lock_runtime::{LockClient, LockError, redis_locked};
+use metrics_exporter_prometheus::PrometheusHandle;
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
@@ -123,6 +124,39 @@ pub fn router(state: AppState) -> Router {
         .route("/accounts/{id}", get(balance))
         .route("/accounts/{id}/transfer", post(transfer))
         .with_state(state)
+}
+
+/// The process's Prometheus recorder for the `metrics` facade, installed on
+/// the first call; every call returns a handle on it.
+pub fn prometheus() -> Result<PrometheusHandle, String> {
+    static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
+    if let Some(handle) = HANDLE.get() {
+        return Ok(handle.clone());
+    }
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| format!("cannot install the metrics recorder: {e}"))?;
+    Ok(HANDLE.get_or_init(|| handle).clone())
+}
+
+/// `router` with `/metrics`: the lock metrics (lock-runtime's `metrics`
+/// feature) in Prometheus's text format, from the recorder `metrics` renders.
+pub fn with_metrics(router: Router, metrics: PrometheusHandle) -> Router {
+    router.route(
+        "/metrics",
+        get(move || {
+            let metrics = metrics.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4",
+                    )],
+                    metrics.render(),
+                )
+            }
+        }),
+    )
 }
 
 /// Moves `amount` from account `id` to `to`. Only one transfer out of an account

@@ -7,7 +7,9 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use examples::bank::{AppState, Receipt, TransferRequest, balance_key, router};
+use examples::bank::{
+    AppState, Receipt, TransferRequest, balance_key, prometheus, router, with_metrics,
+};
 use lock_runtime::{LockClient, LockOptions};
 use reqwest::StatusCode;
 use tests::RedisServer;
@@ -30,9 +32,8 @@ async fn start_bank() -> Bank {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        axum::serve(listener, router(AppState { locks, redis }))
-            .await
-            .unwrap();
+        let app = with_metrics(router(AppState { locks, redis }), prometheus().unwrap());
+        axum::serve(listener, app).await.unwrap();
     });
     Bank {
         server,
@@ -196,4 +197,28 @@ async fn a_client_that_disconnects_frees_the_lock_promptly() {
         100,
         "the transfer was abandoned before writing"
     );
+}
+
+/// `/metrics` shows the lock metrics in Prometheus's text format once a
+/// transfer ran (the scrape the README shows).
+#[tokio::test]
+async fn metrics_are_scraped_at_metrics() {
+    let bank = start_bank().await;
+    bank.set_balance(9, 100);
+    assert_eq!(bank.transfer(9, 10, 5, 0).await.status(), StatusCode::OK);
+    let scrape = bank
+        .http
+        .get(format!("http://{}/metrics", bank.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(scrape.status(), StatusCode::OK);
+    let text = scrape.text().await.unwrap();
+    for series in [
+        "lock_acquire_total{outcome=\"acquired\"}",
+        "lock_acquire_duration_seconds",
+        "lock_hold_duration_seconds",
+    ] {
+        assert!(text.contains(series), "{series} missing from:\n{text}");
+    }
 }
