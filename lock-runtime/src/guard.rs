@@ -125,13 +125,13 @@ impl LockGuard {
     /// # }
     /// ```
     pub fn scope<F: Future>(&self, body: F) -> impl Future<Output = F::Output> + use<F> {
-        crate::held::scope(self.backend.server(), self.leases(), body)
+        crate::held::scope(self.backend.server(), self.leases().parts(), body)
     }
 
     /// [`scope`](Self::scope) for synchronous code: runs `body` on this thread
     /// as code that holds this lock.
     pub fn scope_blocking<T>(&self, body: impl FnOnce() -> T) -> T {
-        crate::held::scope_blocking(self.backend.server(), self.leases(), body)
+        crate::held::scope_blocking(self.backend.server(), self.leases().parts(), body)
     }
 
     fn leases(&self) -> Leases<'_> {
@@ -396,6 +396,11 @@ pub(crate) struct Leases<'a> {
 }
 
 impl<'a> Leases<'a> {
+    /// The first lease and the others.
+    fn parts(self) -> (&'a Arc<Lease>, &'a [Arc<Lease>]) {
+        (self.first, self.others)
+    }
+
     pub(crate) fn iter(self) -> impl Iterator<Item = &'a Arc<Lease>> {
         std::iter::once(self.first).chain(self.others)
     }

@@ -18,7 +18,6 @@ use std::future::Future;
 use std::sync::Arc;
 
 use crate::engine::lease::Lease;
-use crate::guard::Leases;
 
 /// One lock held by the current scope.
 #[derive(Clone)]
@@ -63,12 +62,13 @@ pub(crate) fn holding(server: &str, key: &str) -> Option<Arc<Lease>> {
 }
 
 impl Held {
-    fn add(&mut self, server: &str, leases: Leases<'_>) {
+    fn add(&mut self, server: &str, (first, others): (&Arc<Lease>, &[Arc<Lease>])) {
         let server: Arc<str> = Arc::from(server);
-        self.0.extend(leases.iter().map(|lease| HeldLock {
-            server: Arc::clone(&server),
-            lease: Arc::clone(lease),
-        }));
+        self.0
+            .extend(std::iter::once(first).chain(others).map(|lease| HeldLock {
+                server: Arc::clone(&server),
+                lease: Arc::clone(lease),
+            }));
     }
 }
 
@@ -95,10 +95,11 @@ pub(crate) fn within<F: Future>(held: Held, body: F) -> impl Future<Output = F::
     TASK_HELD.scope(held, body)
 }
 
-/// Runs `body` as a scope that holds `leases` (of locks on `server`).
+/// Runs `body` as a scope that holds `leases` (of locks on `server`: a
+/// guard's first and other leases).
 pub(crate) fn scope<F: Future>(
     server: &str,
-    leases: Leases<'_>,
+    leases: (&Arc<Lease>, &[Arc<Lease>]),
     body: F,
 ) -> impl Future<Output = F::Output> + use<F> {
     let mut held = TASK_HELD.try_with(Held::clone).unwrap_or_default();
@@ -107,7 +108,11 @@ pub(crate) fn scope<F: Future>(
 }
 
 /// Runs the sync `body` as a scope of the current thread that holds `leases`.
-pub(crate) fn scope_blocking<T>(server: &str, leases: Leases<'_>, body: impl FnOnce() -> T) -> T {
+pub(crate) fn scope_blocking<T>(
+    server: &str,
+    leases: (&Arc<Lease>, &[Arc<Lease>]),
+    body: impl FnOnce() -> T,
+) -> T {
     /// Restores the thread's scope however `body` ends (a panic included).
     struct Restore(usize);
     impl Drop for Restore {
