@@ -93,8 +93,8 @@ static PROBE_CODE: LazyLock<String> = LazyLock::new(|| {
 /// (`~prefix*`) and channels (`&prefix*`), and nothing else. Append it to
 /// `ACL SETUSER <user> on ><password>`. A client checks at connect that its
 /// user may run them, and fails with [`LockError::Config`] naming what is
-/// denied. A Cluster also needs `+cluster|slots +readonly +asking`, a
-/// Sentinel-watched primary `+role`.
+/// denied. A Cluster also needs `+cluster|slots +asking`, a Sentinel-watched
+/// primary `+role`.
 ///
 /// ```
 /// let rule = lock_runtime::acl_rule("lock:");
