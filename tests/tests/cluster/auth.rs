@@ -23,10 +23,7 @@ fn url_as_user(port: u16, password: &str) -> String {
 /// privilege" gives a Cluster's service, then turns the default
 /// (password-less) user off: from here on, only the user's credentials get in.
 fn admit_only_the_user(cluster: &RedisCluster) {
-    let rule = format!(
-        "{} +cluster|slots +asking",
-        lock_runtime::acl_rule("lock:")
-    );
+    let rule = format!("{} +cluster|slots +asking", lock_runtime::acl_rule("lock:"));
     for node in cluster.nodes() {
         let mut connection = node.connection();
         redis::cmd("ACL")
