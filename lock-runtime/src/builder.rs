@@ -52,6 +52,7 @@ impl LockClientBuilder {
                 quorum: None,
                 holder_label: None,
                 metrics_by_name: false,
+                check_permissions: true,
             },
         }
     }
@@ -122,6 +123,17 @@ impl LockClientBuilder {
     #[cfg(feature = "metrics")]
     pub fn metrics_by_lock_name(mut self, by_name: bool) -> Self {
         self.settings.metrics_by_name = by_name;
+        self
+    }
+
+    /// Whether `connect` checks that the Redis user may run every command a
+    /// lock needs, on keys and channels of the prefix (default `true`; see
+    /// the README's "Least privilege"). Turn it off for a user allowed only
+    /// some lock names (the check asks about keys of its own), or a read-only
+    /// account that only inspects locks: such a client then fails at the
+    /// first request it is denied.
+    pub fn check_permissions(mut self, check: bool) -> Self {
+        self.settings.check_permissions = check;
         self
     }
 

@@ -136,10 +136,13 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
         )));
     }
     let timeout = Duration::from_secs_f64(cli.timeout);
+    // Only `release` changes a lock: the others need only read access.
+    let writes = matches!(cli.command, Command::Release { .. });
     let client = LockClient::builder(cli.url.clone())
         .prefix(cli.prefix.clone())
         .connect_timeout(timeout)
         .response_timeout(timeout)
+        .check_permissions(writes)
         .connect()
         .await?;
     match &cli.command {

@@ -70,7 +70,7 @@ impl LockGuard {
             lease,
             backend,
             min_hold,
-            heartbeat: Some(heartbeat),
+            heartbeat,
             armed: true,
             released_while_held: false,
             nested: false,

@@ -25,6 +25,7 @@ mod survey;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::join_all;
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
@@ -77,6 +78,8 @@ pub(crate) struct Settings {
     pub(crate) holder_label: Option<String>,
     /// Label metrics by lock name too (see `observe.rs`).
     pub(crate) metrics_by_name: bool,
+    /// Check the user's permissions at connect (see `permissions.rs`).
+    pub(crate) check_permissions: bool,
 }
 
 impl Settings {
@@ -177,32 +180,50 @@ impl Backend {
     /// `permissions.rs`); fails with a clear [`LockError`] within the connect
     /// timeout.
     pub(crate) async fn connect(settings: &Settings) -> Result<Backend, LockError> {
+        let deadline = tokio::time::Instant::now() + settings.connect_timeout;
         let backend = Backend::connect_topology(settings).await?;
-        let (server, prefix) = (backend.server(), backend.prefix());
-        let check = async {
-            match &backend.inner.topology {
-                Topology::Nodes(commands) => {
-                    permissions::check(&mut commands.clone(), server, prefix).await
-                }
-                Topology::Quorum(quorum) => {
-                    for result in futures_util::future::join_all(
-                        quorum.connections().into_iter().map(|mut node| async move {
-                            permissions::check(&mut node, server, prefix).await
-                        }),
-                    )
-                    .await
-                    {
-                        result?;
-                    }
-                    Ok(())
-                }
+        if settings.check_permissions {
+            // Within what is left of the connect timeout (at least one
+            // response timeout): a server too slow to answer now is reported
+            // by the first request.
+            let until = deadline.max(tokio::time::Instant::now() + settings.response_timeout);
+            if let Ok(checked) = tokio::time::timeout_at(until, backend.check_permissions()).await {
+                checked?;
             }
-        };
-        // A server too slow to answer now is reported by the first request.
-        if let Ok(checked) = tokio::time::timeout(settings.connect_timeout, check).await {
-            checked?;
         }
         Ok(backend)
+    }
+
+    /// Runs the permission probe on every server that keeps locks: the
+    /// server, every primary of a cluster, every server of a quorum.
+    async fn check_permissions(&self) -> Result<(), LockError> {
+        let (server, prefix) = (self.server(), self.prefix());
+        let results = match &self.inner.topology {
+            Topology::Nodes(Commands::Cluster(cluster)) => {
+                let Ok(primaries) = survey::primaries(&mut cluster.clone()).await else {
+                    return Ok(());
+                };
+                join_all(primaries.into_iter().map(|(host, port)| {
+                    let mut node = survey::Routed {
+                        cluster: cluster.clone(),
+                        host,
+                        port,
+                    };
+                    async move { permissions::check(&mut node, server, prefix).await }
+                }))
+                .await
+            }
+            Topology::Nodes(commands) => {
+                vec![permissions::check(&mut commands.clone(), server, prefix).await]
+            }
+            Topology::Quorum(quorum) => {
+                join_all(quorum.connections().into_iter().map(|mut node| async move {
+                    permissions::check(&mut node, server, prefix).await
+                }))
+                .await
+            }
+        };
+        results.into_iter().collect()
     }
 
     async fn connect_topology(settings: &Settings) -> Result<Backend, LockError> {
@@ -558,6 +579,22 @@ impl Backend {
         let cmd = protocol::take_together(keys, tokens, ttl);
         let taken: i64 = scripts::run(&scripts::TAKE_TOGETHER, &cmd, &mut connection).await?;
         Ok(taken == 1)
+    }
+
+    /// Compare-and-`PEXPIRE` of each key of `keys` for its token of
+    /// `tokens`, in one request: for each, `true` if it held its token and
+    /// now lasts `ttl` more. For keys [`can_take_together`](Self::can_take_together).
+    pub(crate) async fn extend_together(
+        &self,
+        keys: &[&str],
+        tokens: &[&str],
+        ttl: Duration,
+    ) -> RedisResult<Vec<bool>> {
+        let mut connection = self.commands().map_err(|_| no_quorum_shapes())?;
+        let cmd = protocol::extend_together(keys, tokens, ttl);
+        let extended: Vec<i64> =
+            scripts::run(&scripts::EXTEND_TOGETHER, &cmd, &mut connection).await?;
+        Ok(extended.into_iter().map(|extended| extended == 1).collect())
     }
 
     /// Compare-and-delete of each key of `keys` for its token of `tokens`,

@@ -1,9 +1,10 @@
 //! The check at connect that the Redis user may do everything a lock needs:
 //! a user allowed the plain `SET NX` that takes a free lock but not a command
 //! of the release script would take locks it cannot release (each then stays
-//! held until its ttl). One round trip: `SCRIPT LOAD` of the probe, then the
-//! probe, which runs each command the scripts use on throwaway keys of the
-//! prefix (in one hash slot) and publishes on a channel of the prefix.
+//! held until its ttl). One round trip per primary: `SCRIPT LOAD` of the
+//! probe, then the probe, which asks Redis (`redis.acl_check_cmd`, Redis 7)
+//! whether the user may run each command the scripts and the client use, on
+//! keys and a channel of the prefix. It runs nothing and writes nothing.
 
 use std::sync::LazyLock;
 
@@ -11,10 +12,9 @@ use redis::aio::ConnectionLike;
 
 use super::scripts;
 use crate::error::LockError;
-use crate::token::new_token;
 
-/// Every command the lock scripts run, with the arguments the probe runs it
-/// with: `K1`, `K2`, `K3` stand for a string, a sorted set and a hash key of
+/// Every command the lock scripts run, with the arguments the probe checks
+/// it with: `K1`, `K2`, `K3` stand for a string, a sorted set and a hash key of
 /// the prefix, `CH` for a channel of the prefix.
 const SCRIPT_COMMANDS: &[(&str, &[&str])] = &[
     ("TIME", &[]),
@@ -26,46 +26,43 @@ const SCRIPT_COMMANDS: &[(&str, &[&str])] = &[
     ("PTTL", &["K1"]),
     ("DEL", &["K1"]),
     ("ZADD", &["K2", "NX", "1", "probe"]),
-    ("PEXPIRE", &["K2", "1000"]),
     ("ZRANGE", &["K2", "0", "0"]),
     ("ZSCORE", &["K2", "probe"]),
     ("ZCARD", &["K2"]),
     ("ZREMRANGEBYSCORE", &["K2", "-inf", "0"]),
     ("ZREM", &["K2", "probe"]),
     ("HSET", &["K3", "probe", "1"]),
-    ("PEXPIRE", &["K3", "1000"]),
     ("HGET", &["K3", "probe"]),
     ("HMGET", &["K3", "probe"]),
     ("HDEL", &["K3", "probe"]),
     ("PUBLISH", &["CH", "probe"]),
 ];
 
-/// Commands the client sends itself, beside the scripts (`SCAN` for
-/// `list`/`lockctl`, `WAIT` for `replicas`; `INFO` to tell a cluster node at
-/// connect).
-const CLIENT_COMMANDS: &[&str] = &[
-    "PING",
-    "EVALSHA",
-    "SCRIPT|LOAD",
-    "SUBSCRIBE",
-    "UNSUBSCRIBE",
-    "INFO",
-    "SCAN",
-    "WAIT",
+/// Commands the client sends itself, beside the scripts, with the arguments
+/// the probe checks them with (`SCAN` for `list`/`lockctl`, `WAIT` for
+/// `replicas`; `INFO` to tell a cluster node at connect). `EVALSHA` and
+/// `SCRIPT LOAD` are checked by running the probe.
+const CLIENT_COMMANDS: &[(&str, &[&str])] = &[
+    ("PING", &[]),
+    ("SUBSCRIBE", &["CH"]),
+    ("UNSUBSCRIBE", &["CH"]),
+    ("INFO", &["cluster"]),
+    ("SCAN", &["0"]),
+    ("WAIT", &["0", "1"]),
 ];
 
-/// The probe: runs [`SCRIPT_COMMANDS`] with `redis.pcall`, returning each one
-/// the user is denied, with the server's reason. KEYS\[1..3\] as `K1..K3`,
-/// ARGV\[1\] the channel.
+/// The probe: returns each command of [`SCRIPT_COMMANDS`] and
+/// [`CLIENT_COMMANDS`] the user may not run (with its arguments).
+/// KEYS\[1..3\] as `K1..K3`, ARGV\[1\] the channel.
 static PROBE: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(&PROBE_CODE));
 
-/// The text of [`PROBE`], made from [`SCRIPT_COMMANDS`].
+/// The text of [`PROBE`].
 static PROBE_CODE: LazyLock<String> = LazyLock::new(|| {
     let mut lua = String::from(
-        "local denied = {}\nlocal function try(...)\n  local reply = redis.pcall(...)\n  if type(reply) == 'table' and reply.err and (string.find(reply.err, \"can't\") or string.find(reply.err, 'NOPERM')) then\n    denied[#denied + 1] = (...) .. ': ' .. reply.err\n  end\nend\n",
+        "local denied = {}\nlocal function check(...)\n  if not redis.acl_check_cmd(...) then\n    denied[#denied + 1] = table.concat({...}, ' ')\n  end\nend\n",
     );
-    for (command, args) in SCRIPT_COMMANDS {
-        lua.push_str("try('");
+    for (command, args) in SCRIPT_COMMANDS.iter().chain(CLIENT_COMMANDS) {
+        lua.push_str("check('");
         lua.push_str(command);
         lua.push('\'');
         for arg in *args {
@@ -104,7 +101,12 @@ pub fn acl_rule(prefix: &str) -> String {
     let mut commands: Vec<String> = SCRIPT_COMMANDS
         .iter()
         .map(|(command, _)| command.to_lowercase())
-        .chain(CLIENT_COMMANDS.iter().map(|command| command.to_lowercase()))
+        .chain(
+            CLIENT_COMMANDS
+                .iter()
+                .map(|(command, _)| command.to_lowercase()),
+        )
+        .chain(["evalsha".to_owned(), "script|load".to_owned()])
         .collect();
     commands.sort();
     commands.dedup();
@@ -125,10 +127,11 @@ pub(crate) fn is_denied(error: &redis::RedisError) -> bool {
         || error.to_string().contains("NOPERM")
 }
 
-/// Runs the probe on `connection` for a client of `prefix` on `server`: `Ok`
-/// if every command a lock needs is allowed, else a [`LockError::Config`]
-/// naming what was denied and the rule to grant. Other failures (the
-/// connection lost) are left to the first lock request to report.
+/// Runs the probe on `connection` (one server) for a client of `prefix` on
+/// `server`: `Ok` if every command a lock needs is allowed, else a
+/// [`LockError::Config`] naming what was denied and the rule to grant. Other
+/// failures (the connection lost, a server before Redis 7) are left to the
+/// first lock request to report.
 pub(crate) async fn check(
     connection: &mut impl ConnectionLike,
     server: &str,
@@ -137,22 +140,18 @@ pub(crate) async fn check(
     let denied = |what: String| LockError::Config {
         subject: format!("Redis user of the client for {server}"),
         reason: format!(
-            "{what}; without it this client could take locks it cannot release. Grant the rule the README's \"Least privilege\" gives: ACL SETUSER <user> {}",
+            "{what}; without it this client could take locks it cannot release. Grant the rule the README's \"Least privilege\" gives: ACL SETUSER <user> {} (if the user may take only some lock names, turn this check off with `check_permissions(false)`)",
             acl_rule(prefix)
         ),
     };
-    let Ok(id) = new_token("permission probe") else {
-        return Ok(());
-    };
-    let tag = [prefix, "{probe:", &id, "}"].concat();
+    let tag = [prefix, "{probe}"].concat();
     let mut probe = scripts::evalsha(&PROBE, 3);
     probe
         .arg(format!("{tag}:string"))
         .arg(format!("{tag}:zset"))
         .arg(format!("{tag}:hash"))
         .arg(format!("{prefix}notices:probe"));
-    // Loaded every time, as a server that restarted needs it (on a cluster,
-    // `SCRIPT LOAD` goes to every primary).
+    // Loaded every time, as a server that restarted needs it.
     if let Err(error) = PROBE.load_async(connection).await {
         return if is_denied(&error) {
             Err(denied(format!("SCRIPT LOAD is denied ({error})")))
@@ -164,7 +163,7 @@ pub(crate) async fn check(
     match probe.query_async::<Vec<String>>(connection).await {
         Ok(refused) if refused.is_empty() => Ok(()),
         Ok(refused) => Err(denied(format!(
-            "the scripts' commands are denied: {}",
+            "the user may not run: {}",
             refused.join("; ")
         ))),
         Err(error) if is_denied(&error) => Err(denied(format!("EVALSHA is denied ({error})"))),
@@ -229,8 +228,8 @@ mod tests {
     #[test]
     fn the_probe_calls_every_script_command() {
         let code = PROBE_CODE.as_str();
-        for (command, _) in SCRIPT_COMMANDS {
-            assert!(code.contains(&format!("try('{command}'")), "{command}");
+        for (command, _) in SCRIPT_COMMANDS.iter().chain(CLIENT_COMMANDS) {
+            assert!(code.contains(&format!("check('{command}'")), "{command}");
         }
     }
 }

@@ -448,6 +448,20 @@ pub(crate) fn take_together(keys: &[String], tokens: &[&str], ttl: Duration) -> 
     cmd
 }
 
+/// The script call that extends the locks at `keys` together, each held by
+/// its token of `tokens` (see [`scripts::EXTEND_TOGETHER`]).
+pub(crate) fn extend_together(keys: &[&str], tokens: &[&str], ttl: Duration) -> redis::Cmd {
+    let mut cmd = scripts::evalsha(&scripts::EXTEND_TOGETHER, keys.len());
+    for key in keys {
+        cmd.arg(*key);
+    }
+    for token in tokens {
+        cmd.arg(*token);
+    }
+    cmd.arg(millis(ttl));
+    cmd
+}
+
 /// The script call that releases the locks at `keys` together where nobody
 /// waits (see [`scripts::RELEASE_TOGETHER`]): each lock's key and its queue.
 pub(crate) fn release_together(keys: &[String], tokens: &[&str]) -> redis::Cmd {

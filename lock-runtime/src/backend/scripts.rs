@@ -610,6 +610,28 @@ return 1
     )
 });
 
+/// Extend several exclusive locks together (a set taken by [`TAKE_TOGETHER`]).
+///
+/// KEYS: the lock keys; ARGV\[1..n\] their tokens, ARGV\[n+1\] the ttl in
+/// ms. Compare-and-`PEXPIRE` of each, as [`EXTEND`]; returns for each lock 1
+/// if it held its token and now lasts ttl more, else 0 (untouched).
+pub(crate) static EXTEND_TOGETHER: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local n = #KEYS
+local done = {}
+for i = 1, n do
+  if redis.call('GET', KEYS[i]) == ARGV[i] then
+    done[i] = redis.call('PEXPIRE', KEYS[i], ARGV[n + 1])
+  else
+    done[i] = 0
+  end
+end
+return done
+",
+    )
+});
+
 /// Release several exclusive locks together where nobody waits for them.
 ///
 /// KEYS: for each lock, its key and its queue (`:queue`); ARGV: their tokens.

@@ -104,7 +104,7 @@ async fn scan_into(
 }
 
 /// The address of each primary of the cluster, from `CLUSTER SLOTS`.
-async fn primaries(
+pub(super) async fn primaries(
     cluster: &mut redis::cluster_async::ClusterConnection,
 ) -> RedisResult<BTreeSet<(String, u16)>> {
     let slots: Value = redis::cmd("CLUSTER")
@@ -135,10 +135,10 @@ async fn primaries(
 }
 
 /// The cluster connection with every command sent to one node.
-struct Routed {
-    cluster: redis::cluster_async::ClusterConnection,
-    host: String,
-    port: u16,
+pub(super) struct Routed {
+    pub(super) cluster: redis::cluster_async::ClusterConnection,
+    pub(super) host: String,
+    pub(super) port: u16,
 }
 
 impl ConnectionLike for Routed {

@@ -41,10 +41,12 @@ const LAST_ATTEMPT_GRACE: Duration = Duration::from_millis(250);
 const RECONNECT_FIRST: Duration = Duration::from_millis(20);
 const RECONNECT_CEILING: Duration = Duration::from_secs(1);
 
-/// A lease just won, with its heartbeat running on the caller's runtime.
+/// A lease just won, with its heartbeat running on the caller's runtime
+/// (`None`: the heartbeat of the set it was taken with keeps it, owned by
+/// the set's first lease).
 pub(crate) struct Acquired {
     pub(crate) lease: Arc<Lease>,
-    pub(crate) heartbeat: AbortOnDropHandle<()>,
+    pub(crate) heartbeat: Option<AbortOnDropHandle<()>>,
 }
 
 /// Takes the lock `name` on the terms of `options`, waiting as they say: in
@@ -560,14 +562,24 @@ fn start(
     options: &LockOptions,
 ) -> Acquired {
     let lease = Arc::new(lease);
-    let heartbeat = AbortOnDropHandle::new(runtime.spawn(keep_alive(
+    let heartbeat = Some(beat(backend, runtime, vec![Arc::clone(&lease)], options));
+    Acquired { lease, heartbeat }
+}
+
+/// Starts one heartbeat for `leases` on `runtime`.
+fn beat(
+    backend: &Backend,
+    runtime: &tokio::runtime::Handle,
+    leases: Vec<Arc<Lease>>,
+    options: &LockOptions,
+) -> AbortOnDropHandle<()> {
+    AbortOnDropHandle::new(runtime.spawn(keep_alive(
         backend.clone(),
-        Arc::clone(&lease),
+        leases,
         options.heartbeat_interval(),
         options.max_hold,
         options.replicas,
-    )));
-    Acquired { lease, heartbeat }
+    )))
 }
 
 /// Whether locks on these options may be taken together by one plain
@@ -638,7 +650,7 @@ pub(crate) async fn acquire_together(
         return Ok(None);
     }
     let held_since = Instant::now();
-    let acquired = tokens
+    let leases: Vec<Arc<Lease>> = tokens
         .into_iter()
         .zip(names)
         .map(|(mut token, name)| {
@@ -653,7 +665,17 @@ pub(crate) async fn acquire_together(
                 None,
             )
             .observed(&tracing::Span::current(), backend.metrics_by_name());
-            start(backend, &runtime, lease, options)
+            Arc::new(lease)
+        })
+        .collect();
+    // One heartbeat for the set, one request per beat, owned by its first
+    // lease's guard.
+    let mut heartbeat = Some(beat(backend, &runtime, leases.clone(), options));
+    let acquired = leases
+        .into_iter()
+        .map(|lease| Acquired {
+            lease,
+            heartbeat: heartbeat.take(),
         })
         .collect();
     tracing::debug!(locks = %names.join(", "), "locks acquired together");

@@ -120,3 +120,46 @@ async fn a_narrower_rule_fails_at_connect_naming_what_is_denied() {
         assert!(reason.contains("ACL SETUSER"), "{reason}");
     }
 }
+
+/// A user allowed only some lock names fails the check (it asks about keys
+/// of its own), and works with the check turned off; a read-only account
+/// can `lockctl list`/`show`, but `release` is refused at connect.
+#[tokio::test]
+async fn the_check_can_be_turned_off_and_lockctl_reads_with_read_only_rights() {
+    let rule = lock_runtime::acl_rule("lock:").replace("~lock:*", "~lock:{billing:*");
+    let (server, url) = server_with_user(&rule);
+    assert!(LockClient::connect(&url).await.is_err());
+    let locks = LockClient::builder(url.clone())
+        .check_permissions(false)
+        .connect()
+        .await
+        .unwrap();
+    let guard = locks.acquire("billing:1", &ttl(30_000)).await.unwrap();
+
+    let reader = "resetkeys ~lock:* resetchannels -@all +ping +info +scan +evalsha +script|load +time +type +get +pttl +zrange +hmget";
+    let mut acl = redis::cmd("ACL");
+    acl.arg("SETUSER").arg("reader").arg("on").arg(">pw");
+    acl.arg(reader.split(' ').collect::<Vec<_>>());
+    let () = acl.query(&mut server.connection()).unwrap();
+    let reader_url = format!("redis://reader:pw@127.0.0.1:{}", server.port());
+    let lockctl = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_lockctl_cli"))
+            .args(["--url", reader_url.as_str()])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let listed = lockctl(&["list"]);
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("billing:1"));
+    let release = lockctl(&["release", "billing:1", "--yes"]);
+    assert_eq!(release.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&release.stderr);
+    assert!(text.contains("may not run"), "{text}");
+    assert!(guard.is_held());
+    guard.release().await.unwrap();
+}

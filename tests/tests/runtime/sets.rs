@@ -288,6 +288,41 @@ async fn free_names_on_one_server_are_taken_in_one_request() {
     set.release().await.unwrap();
 }
 
+/// A set taken together keeps one heartbeat: one request per beat extends
+/// every lock of it, and they outlive their ttl.
+#[tokio::test]
+async fn a_set_taken_together_is_kept_by_one_request_per_beat() {
+    let server = RedisServer::start();
+    let locks = client(&server.url()).await;
+    let options = try_once(600).heartbeat(Duration::from_millis(100));
+    warm_up_set_scripts(&locks).await;
+    let set = locks
+        .acquire_all(["h1", "h2", "h3"], &options)
+        .await
+        .unwrap();
+    let (scripts, extends) = (server.script_calls(), server.command_calls("pexpire"));
+    // Held for more than twice its ttl: every lock extended, beat after beat.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let (scripts, extends) = (
+        server.script_calls() - scripts,
+        server.command_calls("pexpire") - extends,
+    );
+    assert!(set.is_held());
+    for name in ["h1", "h2", "h3"] {
+        assert!(
+            get(&server, &locks.key_for(name)).is_some(),
+            "`{name}` expired"
+        );
+    }
+    assert!(scripts >= 5, "{scripts} beats in 1.5 s at 100 ms");
+    assert_eq!(
+        extends,
+        3 * scripts,
+        "not one request per beat for all three"
+    );
+    set.release().await.unwrap();
+}
+
 /// A set nobody waits for is released in one request too; a lock of it
 /// someone waits for is handed on by a release of its own.
 #[tokio::test]
