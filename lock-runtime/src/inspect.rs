@@ -322,16 +322,15 @@ impl LockClient {
         }
         let backend = self.backend();
         let key = backend.lease_key(name);
-        let released =
+        let freed =
             backend
-                .release(&key, token, None)
+                .force_release(&key, token)
                 .await
                 .map_err(|source| LockError::Redis {
                     name: name.to_owned(),
                     action: "release",
                     source,
                 })?;
-        let freed = !matches!(released, crate::backend::Released::NotOurs);
         tracing::info!(lock = name, freed, "force release");
         Ok(freed)
     }

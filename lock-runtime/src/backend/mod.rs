@@ -688,6 +688,35 @@ impl Backend {
         Ok(extended == 1)
     }
 
+    /// An operator's release of lock `key` (see
+    /// [`LockClient::force_release`](crate::LockClient::force_release)):
+    /// `token` lets go as at its holder's release (the next waiter handed the
+    /// lock or woken) if it holds the lock; else nothing changes (`false`).
+    pub(crate) async fn force_release(&self, key: &str, token: &str) -> RedisResult<bool> {
+        let mut connection = match self.commands() {
+            Ok(connection) => connection,
+            Err(quorum) => {
+                let released = quorum
+                    .release(key, token, &self.inner.runtime, true)
+                    .await?;
+                return Ok(released != Released::NotOurs);
+            }
+        };
+        if Shape::of_token(token).is_shared() {
+            let cmd = protocol::many_force_release(key, token);
+            let released: i64 = scripts::run(&scripts::MANY_RELEASE, &cmd, &mut connection).await?;
+            return Ok(released == 1);
+        }
+        let notices = &self.inner.notices;
+        let cmd = protocol::force_release(key, token, notices.channel());
+        let coded = scripts::run(&scripts::RELEASE, &cmd, &mut connection).await?;
+        let (released, own_notices) = Released::from_reply(coded, false);
+        for notice in &own_notices {
+            notices.deliver_here(notice);
+        }
+        Ok(released != Released::NotOurs)
+    }
+
     /// Compare-and-delete `token`, handing the lock to the next queued waiter (or,
     /// when none is queued, taking it for `next`, the next task of this client in
     /// line; with `keep`, taking it for that task ahead of the queue), or take a
@@ -702,7 +731,7 @@ impl Backend {
             Ok(connection) => connection,
             // No handoffs on a quorum: the lock is freed and waiters woken, and
             // the next task in line (if any) then asks for it.
-            Err(quorum) => return quorum.release(key, token, &self.inner.runtime).await,
+            Err(quorum) => return quorum.release(key, token, &self.inner.runtime, false).await,
         };
         if Shape::of_token(token).is_shared() {
             // Many holders: no handoffs (and no line of tasks); the waiters

@@ -206,12 +206,12 @@ pub(crate) fn quorum_extend(key: &str, token: &str, ttl: Duration) -> redis::Cmd
 
 /// One quorum node's share of a release (see [`scripts::QUORUM_RELEASE`]),
 /// leaving a receipt for `receipt` so an extend in flight cannot undo it.
-pub(crate) fn quorum_release(key: &str, token: &str, receipt: Duration) -> redis::Cmd {
+pub(crate) fn quorum_release(key: &str, token: &str, receipt: Duration, force: bool) -> redis::Cmd {
     let mut cmd = scripts::evalsha(&scripts::QUORUM_RELEASE, 4);
     quorum_keys(&mut cmd, key)
         .arg(format!("{key}:released"))
         .arg(token)
-        .arg("release")
+        .arg(if force { "force" } else { "release" })
         .arg(millis(receipt).max(1));
     cmd
 }
@@ -263,6 +263,22 @@ pub(crate) fn release(
             .arg(next.fence_lifetime_ms)
             .arg(if keep { "1" } else { "0" });
     }
+    cmd
+}
+
+/// The release script call that frees lock `key` only if `token` holds it
+/// (an operator's forced release: no receipt, no queue changes otherwise).
+pub(crate) fn force_release(key: &str, token: &str, channel: &str) -> redis::Cmd {
+    let mut cmd = scripts::evalsha(&scripts::RELEASE, 4);
+    lock_keys(&mut cmd, key).arg(token).arg(channel).arg("-1");
+    cmd
+}
+
+/// The forced release of a lock with many holders: `token` lets go if it
+/// holds, else nothing changes.
+pub(crate) fn many_force_release(key: &str, token: &str) -> redis::Cmd {
+    let mut cmd = many_release(key, token);
+    cmd.arg("force");
     cmd
 }
 

@@ -438,16 +438,18 @@ impl Quorum {
     /// Releases `token` on every node. Answers once a majority has (the others
     /// finish in the background on `runtime`, counted by `flush_releases`):
     /// `Ended` if a majority held the token, `NotOurs` if so many did not that a
-    /// majority cannot have, an error if too few answered.
+    /// majority cannot have, an error if too few answered. `force`: an
+    /// operator's release (see [`scripts::QUORUM_RELEASE`]).
     pub(crate) async fn release(
         &self,
         key: &str,
         token: &str,
         runtime: &tokio::runtime::Handle,
+        force: bool,
     ) -> RedisResult<Released> {
         // The receipt outlasts any extend of this lease still on its way.
         let receipt = self.response_timeout * 2;
-        let cmd = std::sync::Arc::new(quorum_release(key, token, receipt));
+        let cmd = std::sync::Arc::new(quorum_release(key, token, receipt, force));
         let timeout = self.response_timeout;
         let mut replies: FuturesUnordered<_> = self
             .nodes

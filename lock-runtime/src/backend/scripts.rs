@@ -247,7 +247,10 @@ return 2
 /// node wakes the same few, who then race for a majority, instead of every
 /// waiter at once. A `rollback` wakes nobody (the other contenders back off
 /// instead of colliding again) and registers the token as a waiter, so the next
-/// release on this node wakes it. Returns 1 when the key held the token, else 0.
+/// release on this node wakes it. `force` (an operator freeing a stuck lock)
+/// is a `release` that does nothing unless the key holds the token, and
+/// whose receipt lasts at least as long as the key would have. Returns 1 when
+/// the key held the token, else 0.
 pub(crate) static QUORUM_RELEASE: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(&format!(
         "{}{QUORUM_FUNCTIONS}{}",
@@ -255,6 +258,19 @@ pub(crate) static QUORUM_RELEASE: LazyLock<redis::Script> = LazyLock::new(|| {
         // nobody waiting.
         r"
 local ours = redis.call('GET', KEYS[1]) == ARGV[1]
+local force = ARGV[2] == 'force'
+if force then
+  if not ours then
+    return 0
+  end
+  -- Freed from under a live holder: its receipt outlasts the lease it had,
+  -- so no extend of the holder's brings the key back.
+  local left = redis.call('PTTL', KEYS[1])
+  if left > tonumber(ARGV[3]) then
+    ARGV[3] = tostring(left)
+  end
+  ARGV[2] = 'release'
+end
 if ours then
   redis.call('DEL', KEYS[1])
   if ARGV[2] == 'release' then
@@ -370,6 +386,10 @@ end
 /// release ran before (a cluster connection sent it again): the result is `1`,
 /// and nothing is touched.
 ///
+/// ARGV\[3\] `-1` forces the release (an operator freeing a stuck lock, with
+/// 4 keys): no receipt, and when the key does not hold the token the result
+/// is `0` with nothing touched (a waiter's token keeps its place).
+///
 /// Otherwise (the token is a waiter giving up, or a lease already lost) the token
 /// leaves the queue and no lock is touched; if the lock is free, the next waiter
 /// is woken (`<token>` alone) to try for it. The result is then
@@ -396,7 +416,7 @@ if owner == ARGV[1] and ARGV[7] ~= '1' then
   queued = redis.call('ZRANGE', KEYS[3], 0, 1)
   if not queued[1] and not ARGV[4] then
     redis.call('DEL', KEYS[1])
-    if ARGV[3] ~= '0' then
+    if ARGV[3] ~= '0' and ARGV[3] ~= '-1' then
       redis.call('SET', KEYS[5], ARGV[1], 'PX', ARGV[3])
     end
     return 1
@@ -421,11 +441,15 @@ local function reply(code)
   return code
 end
 local function receipt()
-  if ARGV[3] ~= '0' then
+  if ARGV[3] ~= '0' and ARGV[3] ~= '-1' then
     redis.call('SET', KEYS[5], ARGV[1], 'PX', ARGV[3])
   end
 end
 if owner ~= ARGV[1] then
+  if ARGV[3] == '-1' then
+    -- Forced (an operator freeing a stuck lock): not the holder, nothing done.
+    return 0
+  end
   if ARGV[3] ~= '0' and redis.call('GET', KEYS[5]) == ARGV[1] then
     -- This release ran before, and its answer was lost.
     return 1
@@ -813,12 +837,17 @@ return 0
 /// holds; a writer when nobody holds. A wake-up is `PUBLISH <channel>
 /// <token>`, at most 100 per release.
 ///
-/// ARGV\[1\] token. Returns 1 when the token held, else 0.
+/// ARGV\[1\] token; ARGV\[2\] `force` to do nothing unless the token holds
+/// (an operator freeing a stuck lock: a waiter keeps its place). Returns 1
+/// when the token held, else 0.
 pub(crate) static MANY_RELEASE: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(&format!(
         "{MANY_FUNCTIONS}{}",
         r"
 local token = ARGV[1]
+if ARGV[2] == 'force' and not redis.call('ZSCORE', KEYS[1], token) then
+  return 0
+end
 local released = redis.call('ZREM', KEYS[1], token)
 leave(token)
 if redis.call('EXISTS', KEYS[2]) == 0 then

@@ -223,3 +223,32 @@ async fn inspect_and_list_read_the_majority() {
     guard.release().await.unwrap();
     assert!(!locks.inspect("q-ops").await.unwrap().is_held());
 }
+
+/// An operator's forced release on a quorum sticks: the stuck holder's
+/// heartbeat, still beating, finds its lease gone and loses it, and does not
+/// bring the key back once the release's usual receipt would have expired.
+#[tokio::test]
+async fn a_forced_release_is_not_undone_by_the_holders_heartbeat() {
+    let quorum = RedisQuorum::start(5);
+    let holder = client(&quorum).await;
+    let operator = client(&quorum).await;
+    // Beats every 3 s, after the usual receipt (2 s: twice the 1 s response
+    // timeout) has expired.
+    let guard = holder.acquire("q-stuck", &ttl(9_000)).await.unwrap();
+    let token = operator.inspect("q-stuck").await.unwrap().holders[0]
+        .token
+        .clone();
+    assert!(operator.force_release("q-stuck", &token).await.unwrap());
+    let lost = tokio::time::timeout(Duration::from_secs(8), guard.lost())
+        .await
+        .expect("the holder's next beat finds its lease gone");
+    assert!(matches!(lost, LockError::Lost { .. }), "{lost:?}");
+    // That beat did not bring the key back anywhere.
+    let key = holder.key_for("q-stuck");
+    assert!(
+        quorum.values(&key).iter().all(Option::is_none),
+        "{:?}",
+        quorum.values(&key)
+    );
+    drop(guard);
+}

@@ -445,3 +445,74 @@ async fn tracing_is_quiet_at_info_and_spans_acquire_and_hold_at_debug() {
         "{lost}"
     );
 }
+
+/// `force_release` frees only a holder's lease: given a waiter's token it
+/// changes nothing (the waiter keeps its place), and on a semaphore it frees
+/// that one permit.
+#[tokio::test]
+async fn force_release_touches_only_the_holder_it_names() {
+    let server = RedisServer::start();
+    let locks = client(&server.url()).await;
+    let held = locks.acquire("ops:force", &ttl(30_000)).await.unwrap();
+    let rival = client(&server.url()).await;
+    let waiter = tokio::spawn({
+        let rival = rival.clone();
+        async move {
+            rival
+                .acquire(
+                    "ops:force",
+                    &ttl(5_000)
+                        .fair(true)
+                        .wait(Wait::For(Duration::from_secs(20))),
+                )
+                .await
+        }
+    });
+    let mut state = locks.inspect("ops:force").await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while state.waiters.is_empty() {
+        assert!(Instant::now() < deadline, "the waiter never queued");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        state = locks.inspect("ops:force").await.unwrap();
+    }
+    let waiting = state.waiters[0].token.clone();
+    assert!(!locks.force_release("ops:force", &waiting).await.unwrap());
+    let after = locks.inspect("ops:force").await.unwrap();
+    let tokens = |state: &lock_runtime::LockState| -> Vec<String> {
+        state.holders.iter().map(|h| h.token.clone()).collect()
+    };
+    assert_eq!(tokens(&after), tokens(&state), "the holder untouched");
+    assert_eq!(after.waiters.len(), 1, "the waiter keeps its place");
+    assert!(held.check().is_ok());
+    // The holder's own token frees it, for the waiter.
+    assert!(
+        locks
+            .force_release("ops:force", &state.holders[0].token)
+            .await
+            .unwrap()
+    );
+    waiter.await.unwrap().unwrap().release().await.unwrap();
+
+    let options = ttl(30_000).permits(2);
+    let first = locks.acquire("ops:sem", &options).await.unwrap();
+    let second = rival.acquire("ops:sem", &options).await.unwrap();
+    let state = locks.inspect("ops:sem").await.unwrap();
+    let token = get_holder_token(&state, std::process::id());
+    assert!(locks.force_release("ops:sem", &token).await.unwrap());
+    assert!(
+        !locks.force_release("ops:sem", &token).await.unwrap(),
+        "only once"
+    );
+    assert_eq!(locks.inspect("ops:sem").await.unwrap().holders.len(), 1);
+    drop((first, second));
+}
+
+/// The token of one holder of `state` of this process.
+fn get_holder_token(state: &lock_runtime::LockState, pid: u32) -> String {
+    state
+        .holders
+        .iter()
+        .find(|h| h.identity.as_ref().is_some_and(|who| who.pid == pid))
+        .map(|h| h.token.clone())
+        .unwrap()
+}
