@@ -127,7 +127,8 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// The process's Prometheus recorder for the `metrics` facade, installed on
-/// the first call; every call returns a handle on it.
+/// the first call (inside a tokio runtime: it starts the recorder's upkeep);
+/// every call returns a handle on it.
 pub fn prometheus() -> Result<PrometheusHandle, String> {
     static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
     if let Some(handle) = HANDLE.get() {
@@ -136,6 +137,15 @@ pub fn prometheus() -> Result<PrometheusHandle, String> {
     let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .map_err(|e| format!("cannot install the metrics recorder: {e}"))?;
+    // The recorder drains its histograms only on upkeep (or a scrape): run it
+    // every few seconds, so an unscraped service does not grow them.
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            upkeep.run_upkeep();
+        }
+    });
     Ok(HANDLE.get_or_init(|| handle).clone())
 }
 

@@ -190,7 +190,9 @@ async fn release(
     let holder = match token {
         Some(token) => state.holders.iter().find(|holder| holder.token == token),
         None if state.holders.len() > 1 => {
-            print_detail(&state);
+            if !json {
+                print_detail(&state);
+            }
             return Err(Failure::Usage(format!(
                 "lock `{name}` has {} holders: say which lease to free with --token",
                 state.holders.len()
@@ -255,10 +257,12 @@ fn events(before: &LockState, now: &LockState) -> Vec<Value> {
     for holder in came {
         // One holder replaced by another between two looks: a handoff (or a
         // release and an acquire too quick to tell apart).
-        match gone
-            .next()
-            .filter(|_| holder.share == crate::Share::Exclusive)
-        {
+        let previous = if holder.share == crate::Share::Exclusive {
+            gone.next()
+        } else {
+            None
+        };
+        match previous {
             Some(previous) => events.push(json!({
                 "event": "handoff",
                 "from": who(previous.identity.as_ref()),
@@ -310,6 +314,9 @@ async fn watch(
         tokio::time::sleep(interval).await;
         let now = client.inspect(name).await?;
         for mut event in events(&seen, &now) {
+            if count.is_some_and(|count| printed >= count) {
+                break;
+            }
             printed += 1;
             if json {
                 event["at"] = json!(clock());

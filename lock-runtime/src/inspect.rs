@@ -63,8 +63,9 @@ pub struct Holder {
     pub share: Share,
     /// Who it is, if its token says (tokens of versions before 0.2 do not).
     pub identity: Option<HolderIdentity>,
-    /// How long since it asked for the lock, by the server's clock (for a
-    /// holder that waited, its wait is included).
+    /// How long since it asked for the lock: the server's clock now less the
+    /// holder's clock when it asked (for a holder that waited, its wait is
+    /// included; clocks apart by more than that make it `None` or short).
     pub held_for: Option<Duration>,
     /// How long its lease lasts unless extended (`None`: no expiry).
     pub ttl_left: Option<Duration>,
@@ -82,7 +83,7 @@ pub struct Waiter {
     pub share: Share,
     /// Who it is, if its token says.
     pub identity: Option<HolderIdentity>,
-    /// How long since it asked, by the server's clock.
+    /// How long since it asked (the server's clock less the waiter's).
     pub waiting_for: Option<Duration>,
 }
 
@@ -180,7 +181,7 @@ fn merge(name: &str, key: String, snapshots: &[Snapshot], majority: usize) -> Lo
             }
         }
     }
-    let holders = tokens
+    let holders: Vec<Holder> = tokens
         .into_iter()
         .filter_map(|token| {
             // Longest first; `None` (no expiry) is the longest.
@@ -211,7 +212,10 @@ fn merge(name: &str, key: String, snapshots: &[Snapshot], majority: usize) -> Lo
     let mut waiting: Vec<&str> = Vec::new();
     for snapshot in snapshots {
         for token in &snapshot.waiters {
-            if !waiting.contains(&token.as_str()) {
+            // A quorum's holder that had waited stays registered as a waiter
+            // until its release: it is shown as the holder only.
+            let holds = holders.iter().any(|holder: &Holder| holder.token == *token);
+            if !holds && !waiting.contains(&token.as_str()) {
                 waiting.push(token);
             }
         }

@@ -57,18 +57,30 @@ impl Backend {
                 scan_into(&mut commands.clone(), patterns, &mut found).await?;
             }
             Topology::Quorum(quorum) => {
-                for keys in join_all(quorum.connections().into_iter().map(|mut node| async move {
+                let scans = join_all(quorum.connections().into_iter().map(|mut node| async move {
                     let mut keys = BTreeSet::new();
-                    // A server that is down has nothing to add a majority lacks.
                     scan_into(&mut node, patterns, &mut keys)
                         .await
                         .map(|()| keys)
                 }))
-                .await
-                .into_iter()
-                .flatten()
+                .await;
+                // A minority down has nothing to add that a majority lacks;
+                // fewer than a majority answering is an error, not "none".
+                let mut answered = 0;
+                let mut last_error = None;
+                for scan in scans {
+                    match scan {
+                        Ok(keys) => {
+                            answered += 1;
+                            found.extend(keys);
+                        }
+                        Err(error) => last_error = Some(error),
+                    }
+                }
+                if answered < quorum.majority()
+                    && let Some(error) = last_error
                 {
-                    found.extend(keys);
+                    return Err(error);
                 }
             }
         }

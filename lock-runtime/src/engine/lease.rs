@@ -40,6 +40,9 @@ pub(crate) struct Lease {
     pub(crate) span: tracing::Span,
     /// Metrics carry the lock's name.
     by_name: bool,
+    /// The hold's end was recorded (once: by the release or the loss that
+    /// came first).
+    end_observed: AtomicBool,
 }
 
 impl Lease {
@@ -67,6 +70,7 @@ impl Lease {
             turn: Mutex::new(turn),
             span: tracing::Span::none(),
             by_name: false,
+            end_observed: AtomicBool::new(false),
         }
     }
 
@@ -177,6 +181,9 @@ impl Lease {
     }
 
     fn observe_end(&self, end: End) {
+        if self.end_observed.swap(true, Ordering::AcqRel) {
+            return;
+        }
         let held = self.held_since.elapsed();
         observe::ended(&self.span, &self.name, self.by_name, held, end);
     }
