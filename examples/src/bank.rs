@@ -130,23 +130,28 @@ pub fn router(state: AppState) -> Router {
 /// the first call (inside a tokio runtime: it starts the recorder's upkeep);
 /// every call returns a handle on it.
 pub fn prometheus() -> Result<PrometheusHandle, String> {
-    static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
-    if let Some(handle) = HANDLE.get() {
-        return Ok(handle.clone());
-    }
-    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .map_err(|e| format!("cannot install the metrics recorder: {e}"))?;
-    // The recorder drains its histograms only on upkeep (or a scrape): run it
-    // every few seconds, so an unscraped service does not grow them.
-    let upkeep = handle.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
-            upkeep.run_upkeep();
-        }
-    });
-    Ok(HANDLE.get_or_init(|| handle).clone())
+    // `get_or_init` runs the install once, also when tasks of several
+    // threads ask at the same time (the others wait for it).
+    static HANDLE: std::sync::OnceLock<Result<PrometheusHandle, String>> =
+        std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+                .install_recorder()
+                .map_err(|e| format!("cannot install the metrics recorder: {e}"))?;
+            // The recorder drains its histograms only on upkeep (or a
+            // scrape): run it every few seconds, so an unscraped service does
+            // not grow them.
+            let upkeep = handle.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                    upkeep.run_upkeep();
+                }
+            });
+            Ok(handle)
+        })
+        .clone()
 }
 
 /// `router` with `/metrics`: the lock metrics (lock-runtime's `metrics`
