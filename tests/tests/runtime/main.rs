@@ -20,9 +20,11 @@ mod shapes;
 mod shutdown;
 mod waiting;
 
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use lock_runtime::{LockClient, LockOptions, Wait};
+use lock_runtime::{LockClient, LockOptions, LockState, Wait};
 use tokio::time::Instant;
 
 /// Connects a fresh client to `url`.
@@ -86,4 +88,49 @@ fn notice_channels(server: &tests::RedisServer) -> Vec<String> {
         .arg("lock:notices:*")
         .query(&mut server.connection())
         .unwrap()
+}
+
+/// Starts `hold_lock` holding `how` of `name` (`""` for an exclusive lock,
+/// or e.g. `permits=1`, `read`), with holder label `label` if given, and
+/// returns once it holds it.
+fn hold_in_child(
+    server: &tests::RedisServer,
+    name: &str,
+    ttl_ms: u64,
+    how: &str,
+    label: Option<&str>,
+) -> Child {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hold_lock"));
+    command.args([server.url().as_str(), name, &ttl_ms.to_string()]);
+    if !how.is_empty() {
+        command.arg(how);
+    }
+    if let Some(label) = label {
+        command.env("HOLD_LABEL", label);
+    }
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ACQUIRED");
+    child
+}
+
+/// Inspects `name` until someone waits for it (for up to 5 s), and returns
+/// that state.
+async fn until_queued(locks: &LockClient, name: &str) -> LockState {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let state = locks.inspect(name).await.unwrap();
+        if !state.waiters.is_empty() {
+            return state;
+        }
+        assert!(Instant::now() < deadline, "no one ever queued for {name}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }

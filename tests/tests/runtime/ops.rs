@@ -2,31 +2,14 @@
 //! `inspect`/`list`, and the `lockctl` tool against real servers.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use lock_runtime::{LockClient, Share, Wait};
 use tests::RedisServer;
 use tokio::time::Instant;
 
-use super::{client, get, ttl, until};
-
-/// Starts `hold_lock` holding `name` with holder label `label`.
-fn hold_in_child(server: &RedisServer, name: &str, ttl_ms: u64, label: &str) -> Child {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hold_lock"))
-        .args([server.url().as_str(), name, &ttl_ms.to_string()])
-        .env("HOLD_LABEL", label)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line.trim(), "ACQUIRED");
-    child
-}
+use super::{client, get, hold_in_child, ttl, until, until_queued};
 
 /// Runs `lockctl` with `args` against `url`, to its end.
 fn lockctl(url: &str, args: &[&str]) -> Output {
@@ -48,7 +31,7 @@ fn stderr(output: &Output) -> String {
 #[tokio::test]
 async fn list_and_show_see_a_lock_held_by_another_process_with_its_pid_and_label() {
     let server = RedisServer::start();
-    let mut holder = hold_in_child(&server, "ops:invoice:7", 30_000, "billing-worker");
+    let mut holder = hold_in_child(&server, "ops:invoice:7", 30_000, "", Some("billing-worker"));
     let locks = client(&server.url()).await;
 
     let state = locks.inspect("ops:invoice:7").await.unwrap();
@@ -127,13 +110,7 @@ async fn inspect_shows_the_queue_the_shares_and_the_fence() {
                 .await
         }
     });
-    let mut state = locks.inspect("ops:fenced").await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while state.waiters.is_empty() {
-        assert!(Instant::now() < deadline, "the waiter never showed");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        state = locks.inspect("ops:fenced").await.unwrap();
-    }
+    let state = until_queued(&locks, "ops:fenced").await;
     assert_eq!(state.holders[0].fence, fenced.fencing_token());
     assert_eq!(state.last_fence, fenced.fencing_token());
     let who = state.holders[0].identity.as_ref().unwrap();
@@ -175,7 +152,7 @@ async fn inspect_shows_the_queue_the_shares_and_the_fence() {
 #[tokio::test]
 async fn lockctl_release_frees_a_stuck_lock_wakes_a_waiter_and_the_holder_finds_it_lost() {
     let server = RedisServer::start();
-    let mut stuck = hold_in_child(&server, "ops:stuck", 3_000, "stuck");
+    let mut stuck = hold_in_child(&server, "ops:stuck", 3_000, "", Some("stuck"));
     let locks = client(&server.url()).await;
     let waiter = tokio::spawn({
         let locks = locks.clone();
@@ -189,18 +166,7 @@ async fn lockctl_release_frees_a_stuck_lock_wakes_a_waiter_and_the_holder_finds_
             (guard, Instant::now())
         }
     });
-    let inspector = locks.clone();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while inspector
-        .inspect("ops:stuck")
-        .await
-        .unwrap()
-        .waiters
-        .is_empty()
-    {
-        assert!(Instant::now() < deadline, "the waiter never queued");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    until_queued(&locks, "ops:stuck").await;
     let freed = lockctl(&server.url(), &["release", "ops:stuck", "--yes"]);
     let released_at = Instant::now();
     assert!(freed.status.success(), "{}", stderr(&freed));
@@ -466,13 +432,7 @@ async fn force_release_touches_only_the_holder_it_names() {
                 .await
         }
     });
-    let mut state = locks.inspect("ops:force").await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while state.waiters.is_empty() {
-        assert!(Instant::now() < deadline, "the waiter never queued");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        state = locks.inspect("ops:force").await.unwrap();
-    }
+    let state = until_queued(&locks, "ops:force").await;
     let waiting = state.waiters[0].token.clone();
     assert!(!locks.force_release("ops:force", &waiting).await.unwrap());
     let after = locks.inspect("ops:force").await.unwrap();

@@ -1,7 +1,6 @@
 //! Locks with many holders: semaphores (`permits`) and read/write locks
 //! (`mode`). Holds are timed by the holders themselves, across processes.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,7 +9,7 @@ use lock_runtime::{LockError, LockOptions, Mode, Wait};
 use tests::RedisServer;
 use tokio::time::timeout;
 
-use crate::{client, ttl};
+use crate::{client, hold_in_child, ttl};
 
 /// Runs `processes` `shared_holds` children; returns every hold as
 /// `(kind, start µs, end µs)`.
@@ -136,21 +135,6 @@ async fn one_client_holds_every_permit_at_once() {
         .unwrap();
 }
 
-/// Starts `hold_lock` holding `how` (e.g. `permits=1`, `read`) of `name`.
-fn hold_in_child(server: &RedisServer, name: &str, ttl_ms: u64, how: &str) -> Child {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hold_lock"))
-        .args([server.url().as_str(), name, &ttl_ms.to_string(), how])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line.trim(), "ACQUIRED");
-    child
-}
-
 /// A holder killed with its permit (or read share) gives it back only when
 /// its lease runs out: until then the lock stays taken, then a waiter gets it.
 #[tokio::test]
@@ -162,7 +146,7 @@ async fn a_killed_holders_share_comes_back_after_its_ttl() {
         ("read", ttl(30_000).mode(Mode::Write)),
     ] {
         let name = format!("killed-{how}");
-        let mut holder = hold_in_child(&server, &name, 1_000, how);
+        let mut holder = hold_in_child(&server, &name, 1_000, how, None);
         holder.kill().unwrap();
         holder.wait().unwrap();
         let busy = locks
