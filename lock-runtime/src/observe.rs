@@ -53,24 +53,28 @@ pub(crate) fn acquired<T>(
     took: Duration,
 ) {
     let outcome = match result {
-        Ok(_) => "acquired",
-        Err(LockError::Busy { .. }) => "busy",
-        Err(LockError::Timeout { .. }) => "timeout",
-        Err(LockError::Reentrant { .. }) => "reentrant",
-        Err(_) => "error",
+        Ok(_) => 0,
+        Err(LockError::Busy { .. }) => 1,
+        Err(LockError::Timeout { .. }) => 2,
+        Err(LockError::Reentrant { .. }) => 3,
+        Err(_) => 4,
     };
-    span.record("outcome", outcome);
+    span.record("outcome", OUTCOMES[outcome]);
     span.record("attempts", attempts);
     span.record("waited_ms", took.as_millis() as u64);
     #[cfg(feature = "metrics")]
     {
-        let labels = labels("outcome", outcome, name, by_name);
-        metrics::counter!("lock_acquire_total", labels.clone()).increment(1);
-        metrics::histogram!("lock_acquire_duration_seconds", labels.clone())
-            .record(took.as_secs_f64());
+        let label = &meter::OUTCOMES[outcome];
+        meter::count(&meter::key("lock_acquire_total", label, name, by_name));
+        meter::time(
+            &meter::key("lock_acquire_duration_seconds", label, name, by_name),
+            took,
+        );
         if waited {
-            metrics::histogram!("lock_wait_duration_seconds", labels.clone())
-                .record(took.as_secs_f64());
+            meter::time(
+                &meter::key("lock_wait_duration_seconds", label, name, by_name),
+                took,
+            );
         }
     }
     #[cfg(not(feature = "metrics"))]
@@ -86,8 +90,8 @@ pub(crate) fn hold_span(parent: &Span, name: &str, fence: Option<u64>) -> Span {
 /// How a lease ended.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum End {
-    Released,
-    Lost,
+    Released = 0,
+    Lost = 1,
 }
 
 /// A lease of `name` ended after being held for `held`.
@@ -95,15 +99,11 @@ pub(crate) fn ended(span: &Span, name: &str, by_name: bool, held: Duration, end:
     span.record("held_ms", held.as_millis() as u64);
     #[cfg(feature = "metrics")]
     {
-        let end = match end {
-            End::Released => "released",
-            End::Lost => "lost",
-        };
-        metrics::histogram!(
-            "lock_hold_duration_seconds",
-            labels("end", end, name, by_name)
-        )
-        .record(held.as_secs_f64());
+        let label = &meter::ENDS[end as usize];
+        meter::time(
+            &meter::key("lock_hold_duration_seconds", label, name, by_name),
+            held,
+        );
     }
     #[cfg(not(feature = "metrics"))]
     let _ = (name, by_name, end);
@@ -115,12 +115,13 @@ pub(crate) fn lost(span: &Span, name: &str, by_name: bool, reason: LostReason) {
     #[cfg(feature = "metrics")]
     {
         let reason = match reason {
-            LostReason::Refused => "refused",
-            LostReason::Expired => "expired",
-            LostReason::MaxHold => "max_hold",
-            LostReason::NotOwnerAtRelease => "not_owner_at_release",
+            LostReason::Refused => 0,
+            LostReason::Expired => 1,
+            LostReason::MaxHold => 2,
+            LostReason::NotOwnerAtRelease => 3,
         };
-        metrics::counter!("lock_lost_total", labels("reason", reason, name, by_name)).increment(1);
+        let label = &meter::REASONS[reason];
+        meter::count(&meter::key("lock_lost_total", label, name, by_name));
     }
     #[cfg(not(feature = "metrics"))]
     let _ = by_name;
@@ -131,28 +132,76 @@ pub(crate) fn handed_on(name: &str, by_name: bool) {
     tracing::debug!(target: TARGET, lock = name, "lock handed to the next waiter");
     #[cfg(feature = "metrics")]
     {
-        let labels: Vec<metrics::Label> = if by_name {
-            vec![metrics::Label::new("lock", name.to_owned())]
-        } else {
-            Vec::new()
-        };
-        metrics::counter!("lock_handoffs_total", labels.clone()).increment(1);
+        meter::count(&meter::key("lock_handoffs_total", &[], name, by_name));
     }
     #[cfg(not(feature = "metrics"))]
     let _ = by_name;
 }
 
-/// `key=value`, and `lock=name` if asked.
+/// The `outcome` of an acquire, as the span records it.
+const OUTCOMES: [&str; 5] = ["acquired", "busy", "timeout", "reentrant", "error"];
+
+/// Metrics recorded without allocating: each label but the lock's name is a
+/// static, so a client that does not label by name builds its keys from
+/// borrowed parts (and, with no recorder installed, the facade's no-op
+/// recorder costs a thread-local read).
 #[cfg(feature = "metrics")]
-fn labels(
-    key: &'static str,
-    value: &'static str,
-    name: &str,
-    by_name: bool,
-) -> Vec<metrics::Label> {
-    let mut labels = vec![metrics::Label::new(key, value)];
-    if by_name {
-        labels.push(metrics::Label::new("lock", name.to_owned()));
+mod meter {
+    use std::time::Duration;
+
+    use metrics::{Key, Label, Level, Metadata};
+
+    /// Labels by index of [`super::OUTCOMES`].
+    pub(super) static OUTCOMES: [[Label; 1]; 5] = [
+        [Label::from_static_parts("outcome", "acquired")],
+        [Label::from_static_parts("outcome", "busy")],
+        [Label::from_static_parts("outcome", "timeout")],
+        [Label::from_static_parts("outcome", "reentrant")],
+        [Label::from_static_parts("outcome", "error")],
+    ];
+    /// Labels by [`super::End`] as `usize`.
+    pub(super) static ENDS: [[Label; 1]; 2] = [
+        [Label::from_static_parts("end", "released")],
+        [Label::from_static_parts("end", "lost")],
+    ];
+    /// Labels of lost leases' reasons.
+    pub(super) static REASONS: [[Label; 1]; 4] = [
+        [Label::from_static_parts("reason", "refused")],
+        [Label::from_static_parts("reason", "expired")],
+        [Label::from_static_parts("reason", "max_hold")],
+        [Label::from_static_parts("reason", "not_owner_at_release")],
+    ];
+
+    static METADATA: Metadata<'static> =
+        Metadata::new(super::TARGET, Level::INFO, Some(module_path!()));
+
+    /// `metric` labelled `labels`, and `lock=name` if asked.
+    pub(super) fn key(
+        metric: &'static str,
+        labels: &'static [Label],
+        name: &str,
+        by_name: bool,
+    ) -> Key {
+        if by_name {
+            let mut labels = labels.to_vec();
+            labels.push(Label::new("lock", name.to_owned()));
+            Key::from_parts(metric, labels)
+        } else {
+            Key::from_static_labels(metric, labels)
+        }
     }
-    labels
+
+    /// Adds one to the counter `key`.
+    pub(super) fn count(key: &Key) {
+        metrics::with_recorder(|recorder| recorder.register_counter(key, &METADATA).increment(1));
+    }
+
+    /// Records `took` (in seconds) in the histogram `key`.
+    pub(super) fn time(key: &Key, took: Duration) {
+        metrics::with_recorder(|recorder| {
+            recorder
+                .register_histogram(key, &METADATA)
+                .record(took.as_secs_f64())
+        });
+    }
 }
