@@ -1031,7 +1031,20 @@ async fn uncontended(config: &Config) {
     let compare_and_delete = redis::Script::new(
         "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
     );
-    const ROWS: [&str; 8] = [
+    // The floor again with a value as long as our tokens (which carry the
+    // holder's record), to show what the longer value costs by itself.
+    let token = {
+        let guard = locks.acquire("bench:uncontended", &options).await.unwrap();
+        let state = locks.inspect("bench:uncontended").await.unwrap();
+        guard.release().await.unwrap();
+        state.holders[0].token.clone()
+    };
+    let long_value = "t".repeat(token.len());
+    let long_floor_row = format!(
+        "by hand as the floor, the value as long as our token ({} bytes)",
+        token.len()
+    );
+    let rows: [&str; 9] = [
         "PING round trip",
         "by hand: SET NX PX + Lua compare-and-delete (the floor for any such lock)",
         "lock-runtime, guard by hand",
@@ -1040,10 +1053,12 @@ async fn uncontended(config: &Config) {
         "lock-runtime, 2 names at once (acquire_all, one server)",
         "lock-runtime, semaphore of 4 (permits)",
         "lock-runtime, read lock (mode read)",
+        &long_floor_row,
     ];
-    let mut figures: [Vec<f64>; 8] = Default::default();
-    let mut ratios: [Vec<f64>; 8] = Default::default();
+    let mut figures: [Vec<f64>; 9] = Default::default();
+    let mut ratios: [Vec<f64>; 9] = Default::default();
     let (mut attribute_over_guard, mut guard_over_floor) = (Vec::new(), Vec::new());
+    let mut long_over_floor = Vec::new();
     // The lock shapes ÷ the single lock's guard, in the same rep.
     let mut shapes_over_guard: [Vec<f64>; 3] = Default::default();
     let semaphore = options.clone().permits(4);
@@ -1059,25 +1074,10 @@ async fn uncontended(config: &Config) {
             per_op!(ops, {
                 let _: String = redis::cmd("PING").query_async(&mut ping).await.unwrap();
             }),
-            per_op!(ops, {
-                let set: Option<String> = redis::cmd("SET")
-                    .arg("bench:raw")
-                    .arg("token")
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(30_000)
-                    .query_async(&mut ping)
-                    .await
-                    .unwrap();
-                assert!(set.is_some());
-                let deleted: i64 = compare_and_delete
-                    .key("bench:raw")
-                    .arg("token")
-                    .invoke_async(&mut ping)
-                    .await
-                    .unwrap();
-                assert_eq!(deleted, 1);
-            }),
+            per_op!(
+                ops,
+                floor_round(&mut ping, &compare_and_delete, "token").await
+            ),
             per_op!(ops, {
                 let guard = locks.acquire("bench:uncontended", &options).await.unwrap();
                 guard.release().await.unwrap();
@@ -1099,6 +1099,10 @@ async fn uncontended(config: &Config) {
                 let guard = locks.acquire("bench:read", &read).await.unwrap();
                 guard.release().await.unwrap();
             }),
+            per_op!(
+                ops,
+                floor_round(&mut ping, &compare_and_delete, &long_value).await
+            ),
         ];
         if rep > 0 {
             for (shape, over) in shapes_over_guard.iter_mut().enumerate() {
@@ -1110,19 +1114,22 @@ async fn uncontended(config: &Config) {
             }
             attribute_over_guard.push(each[3] / each[2]);
             guard_over_floor.push(each[2] / each[1]);
+            long_over_floor.push(each[8] / each[1]);
         }
     }
     print_ratio_table(
         "uncontended",
         "÷ 2 round trips",
-        &ROWS,
+        &rows,
         &mut figures,
         &mut ratios,
     );
     println!(
-        "\nattribute ÷ guard by hand: {:.3}; guard by hand ÷ the floor: {:.3}",
+        "\nattribute ÷ guard by hand: {:.3}; guard by hand ÷ the floor: {:.3}; \
+         the floor with a token-long value ÷ the floor: {:.3}",
         median(&mut attribute_over_guard),
-        median(&mut guard_over_floor)
+        median(&mut guard_over_floor),
+        median(&mut long_over_floor)
     );
     let [pair, permits, reader] = &mut shapes_over_guard;
     println!(
@@ -1131,6 +1138,31 @@ async fn uncontended(config: &Config) {
         median(permits),
         median(reader)
     );
+}
+
+/// One round of the floor: `SET NX PX` of `value`, then compare-and-delete.
+async fn floor_round(
+    connection: &mut redis::aio::MultiplexedConnection,
+    compare_and_delete: &redis::Script,
+    value: &str,
+) {
+    let set: Option<String> = redis::cmd("SET")
+        .arg("bench:raw")
+        .arg(value)
+        .arg("NX")
+        .arg("PX")
+        .arg(30_000)
+        .query_async(connection)
+        .await
+        .unwrap();
+    assert!(set.is_some());
+    let deleted: i64 = compare_and_delete
+        .key("bench:raw")
+        .arg(value)
+        .invoke_async(connection)
+        .await
+        .unwrap();
+    assert_eq!(deleted, 1);
 }
 
 /// One rslock lock + unlock of `name`.
