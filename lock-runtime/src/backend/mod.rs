@@ -646,13 +646,32 @@ impl Backend {
             Commands::Single(mut connection) => wait.query_async(&mut connection).await,
             Commands::Sentinel(mut connection) => wait.query_async(&mut connection).await,
             Commands::Cluster(mut connection) => {
-                use redis::cluster_routing::{
-                    Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr,
-                };
+                use redis::cluster_routing::{Route, SingleNodeRoutingInfo, Slot, SlotAddr};
+                // A keyless `WAIT` sent by slot goes wherever the client's slot
+                // map says, or, if that node is not connected (a failover),
+                // to a replica or any node, whose answer would count some other
+                // primary's replicas. Sent after a `PTTL` of the key in one
+                // pipeline, a node that does not own the slot answers `MOVED`
+                // and the pipeline goes again, whole, to the owner: the count
+                // is always the key's primary's.
+                let mut pipeline = redis::pipe();
+                pipeline.cmd("PTTL").arg(key).add_command(wait);
                 let route = Route::with_slot(Slot::for_key(key), SlotAddr::Master);
-                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
-                let acknowledged = connection.route_command(wait, routing).await?;
-                redis::from_redis_value(acknowledged).map_err(redis::RedisError::from)
+                let answers = connection
+                    .route_pipeline(pipeline, 0, 2, SingleNodeRoutingInfo::SpecificNode(route))
+                    .await?;
+                let mut answers = answers.into_iter();
+                let (Some(left), Some(acknowledged)) = (answers.next(), answers.next()) else {
+                    return Err(redis::RedisError::from((
+                        redis::ErrorKind::Client,
+                        "WAIT: the cluster answered fewer replies than sent",
+                    )));
+                };
+                let left: i64 = redis::from_redis_value(left).map_err(redis::RedisError::from)?;
+                let acknowledged: u32 =
+                    redis::from_redis_value(acknowledged).map_err(redis::RedisError::from)?;
+                // The key gone from its primary: no replica has the lease.
+                Ok(if left == -2 { 0 } else { acknowledged })
             }
         }
     }
