@@ -435,13 +435,14 @@ impl Shape {
         }
     }
 
-    /// How an error message names the shape.
-    pub(crate) fn describe(self) -> &'static str {
+    /// How an error message names the shape (as the scripts name a
+    /// holder's: `a semaphore of 4`).
+    pub(crate) fn describe(self) -> String {
         match self {
-            Shape::Exclusive => "an exclusive lock",
-            Shape::Permits(_) => "a semaphore",
-            Shape::Read => "a read lock",
-            Shape::Write => "a write lock",
+            Shape::Exclusive => "an exclusive lock".to_owned(),
+            Shape::Permits(permits) => format!("a semaphore of {permits}"),
+            Shape::Read => "a read lock".to_owned(),
+            Shape::Write => "a write lock".to_owned(),
         }
     }
 

@@ -727,6 +727,13 @@ local function live_waiters(now)
   end
   return live
 end
+-- What a holder's token says it holds: `a semaphore of <n>` or `a read/write lock`.
+local function shape(token)
+  if string.sub(token, 1, 1) == 's' then
+    return 'a semaphore of ' .. permits(token)
+  end
+  return 'a read/write lock'
+end
 local function writer_holds()
   local first = redis.call('ZRANGE', KEYS[1], 0, 0)[1]
   return first ~= nil and string.sub(first, 1, 1) == 'w'
@@ -749,14 +756,18 @@ end
 ///
 /// Returns `{1, 0}` when the token now holds for ttl; else `{0, ms}`: when
 /// the first holder's lease ends (`-2`: nobody holds; waiters ahead go
-/// first), the token queued if it waits.
+/// first), the token queued if it waits. An error `LOCKSHAPE held as …`,
+/// nothing changed, when the lock is held as another shape (an exclusive
+/// lock, a semaphore of another size, read/write against a semaphore).
 pub(crate) static MANY_ACQUIRE: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(&format!(
         "{MANY_FUNCTIONS}{}",
         r"
 local token, ttl, place, fair, channel = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5]
 local now = clock()
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if type(redis.pcall('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)) == 'table' then
+  return redis.error_reply('LOCKSHAPE held as an exclusive lock')
+end
 local kind = string.sub(token, 1, 1)
 local ahead, writer_ahead, queued = 0, false, false
 for _, waiter in ipairs(live_waiters(now)) do
@@ -773,6 +784,10 @@ local holders = redis.call('ZCARD', KEYS[1])
 local may
 if holders > 0 and redis.call('ZSCORE', KEYS[1], token) then
   may = true
+elseif holders > 0 and shape(redis.call('ZRANGE', KEYS[1], 0, 0)[1]) ~= shape(token) then
+  -- Held as another shape (a semaphore of another size, or read/write
+  -- against a semaphore): counting both in one set would break both.
+  return redis.error_reply('LOCKSHAPE held as ' .. shape(redis.call('ZRANGE', KEYS[1], 0, 0)[1]))
 elseif kind == 's' then
   local free = permits(token) - holders
   may = free > 0 and (fair ~= '1' or ahead < free)

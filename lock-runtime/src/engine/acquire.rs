@@ -343,6 +343,9 @@ impl Waiter<'_> {
         // spawns a compare-and-delete.
         let outcome = match outcome {
             Ok(outcome) => outcome,
+            Err(error) if matches!(error.code(), Some("LOCKSHAPE" | "WRONGTYPE")) => {
+                return Err(self.shape_error(&error));
+            }
             Err(error) if self.deadline.is_some() && may_recover(&error) => {
                 if self.unanswered.is_none() {
                     tracing::warn!(
@@ -516,6 +519,26 @@ impl Waiter<'_> {
             name: self.name.to_owned(),
             action: "acquire",
             source,
+        }
+    }
+
+    /// The lock is held as another shape than this acquire asks for (a
+    /// script's `LOCKSHAPE held as …`, or Redis's `WRONGTYPE` where an
+    /// exclusive lock's key is a set of holders or the other way round).
+    fn shape_error(&self, error: &redis::RedisError) -> LockError {
+        let held = match (error.code(), error.detail()) {
+            (Some("LOCKSHAPE"), Some(detail)) => {
+                detail.strip_prefix("held as ").unwrap_or(detail).to_owned()
+            }
+            _ if self.shape.is_shared() => "an exclusive lock".to_owned(),
+            _ => "a semaphore or a read/write lock".to_owned(),
+        };
+        LockError::Config {
+            subject: format!("lock `{}`", self.name),
+            reason: format!(
+                "it is held as {held}, and this acquire asks for {}: every user of one name must ask for the same shape (the same `permits`, or `mode` read/write, or neither)",
+                self.shape.describe()
+            ),
         }
     }
 

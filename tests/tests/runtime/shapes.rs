@@ -365,3 +365,75 @@ async fn shapes_refuse_options_that_do_not_fit() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Two clients asking for one name as different shapes (a semaphore of
+/// another size, read/write against a semaphore, an exclusive lock against
+/// a set of holders) would break both shapes' counts: the second is refused
+/// at once with a clear error, whatever its wait, and the holder is left as
+/// it was, nobody queued.
+#[tokio::test]
+async fn a_name_held_as_one_shape_refuses_another() {
+    let server = RedisServer::start();
+    let holder = client(&server.url()).await;
+    let other = client(&server.url()).await;
+    let long_wait = |options: LockOptions| options.wait(Wait::For(Duration::from_secs(30)));
+    let cases = [
+        (
+            ttl(30_000).permits(3),
+            ttl(30_000).permits(5),
+            "a semaphore of 3",
+        ),
+        (
+            ttl(30_000).permits(3),
+            ttl(30_000).mode(Mode::Read),
+            "a semaphore of 3",
+        ),
+        (
+            ttl(30_000).mode(Mode::Read),
+            ttl(30_000).permits(2),
+            "a read/write lock",
+        ),
+        (
+            ttl(30_000),
+            ttl(30_000).mode(Mode::Write),
+            "an exclusive lock",
+        ),
+        (
+            ttl(30_000).mode(Mode::Read),
+            ttl(30_000),
+            "a semaphore or a read/write lock",
+        ),
+        (
+            ttl(30_000).permits(2),
+            ttl(30_000).fencing(true),
+            "a semaphore or a read/write lock",
+        ),
+    ];
+    for (index, (held_as, asked_as, says)) in cases.into_iter().enumerate() {
+        let name = format!("mixed:{index}");
+        let guard = holder.acquire(&name, &held_as).await.unwrap();
+        let before = holder.inspect(&name).await.unwrap();
+        let asked = timeout(
+            Duration::from_secs(5),
+            other.acquire(&name, &long_wait(asked_as.clone())),
+        )
+        .await
+        .expect("refused at once, not after the wait");
+        match asked {
+            Err(LockError::Config { reason, .. }) => {
+                assert!(
+                    reason.contains(says),
+                    "{held_as:?} / {asked_as:?}: {reason}"
+                );
+                assert!(reason.contains("same shape"), "{reason}");
+            }
+            other => panic!("{held_as:?} then {asked_as:?}: {other:?}"),
+        }
+        let after = holder.inspect(&name).await.unwrap();
+        assert_eq!(after.holders.len(), before.holders.len(), "{after:?}");
+        assert_eq!(after.holders[0].token, before.holders[0].token);
+        assert!(after.waiters.is_empty(), "{after:?}");
+        assert!(guard.is_held());
+        guard.release().await.unwrap();
+    }
+}
