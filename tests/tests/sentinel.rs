@@ -126,3 +126,70 @@ async fn bad_sentinel_urls_are_clear_errors() {
         started.elapsed()
     );
 }
+
+/// A Sentinel-watched primary and its replica admit a user allowed only the
+/// README's "Least privilege" rule and `+role`: through the sentinels, that
+/// user's client takes a lock, waits for another's, is handed it, keeps it
+/// past its ttl by heartbeat with the replica acknowledging, and releases it.
+/// Without `+role` it is told at connect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_least_privilege_rule_is_enough_through_sentinel() {
+    let group = RedisSentinels::start();
+    let admit = |user: &str, rule: &str| {
+        // On both data nodes (the default user stays: the sentinels and the
+        // replication use it).
+        for port in [group.primary_port(), group.replica_port()] {
+            redis::cmd("ACL")
+                .arg("SETUSER")
+                .arg(user)
+                .arg("on")
+                .arg(">s3cret")
+                .arg(rule.split(' ').collect::<Vec<_>>())
+                .query::<()>(&mut group.server(port).connection())
+                .expect("ACL SETUSER");
+        }
+    };
+    let rule = lock_runtime::acl_rule("lock:");
+    admit("locker", &format!("{rule} +role"));
+    admit("narrow", &rule);
+    let as_user = |user: &str| {
+        group
+            .url()
+            .replacen("://", &format!("://{user}:s3cret@"), 1)
+    };
+
+    let started = Instant::now();
+    let refused = LockClient::builder(as_user("narrow"))
+        .connect_timeout(Duration::from_secs(2))
+        .connect()
+        .await
+        .expect_err("ROLE denied");
+    // The server's words name the command; ours say what to grant.
+    let said = refused.to_string();
+    assert!(said.contains("'role'"), "{said}");
+    assert!(
+        said.contains("may not run") && !said.contains("password"),
+        "{said}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    let holder = LockClient::connect(&as_user("locker")).await.unwrap();
+    let waiter = LockClient::connect(&as_user("locker")).await.unwrap();
+    let options = LockOptions::new(Duration::from_millis(1_500))
+        .fencing(true)
+        .replicas(1, Duration::from_millis(300));
+    let guard = holder.acquire("acl", &options).await.unwrap();
+    let waiting = tokio::spawn({
+        let options = options.clone().wait(Wait::For(Duration::from_secs(20)));
+        async move { waiter.acquire("acl", &options).await }
+    });
+    // Held past its ttl: the heartbeat extended it (and the replica
+    // acknowledged each extend, or the lease would be lost).
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert!(guard.is_held(), "{:?}", guard.check());
+    let first = guard.fencing_token();
+    guard.release().await.unwrap();
+    let second = waiting.await.unwrap().expect("handed the lock");
+    assert!(second.fencing_token() > first);
+    second.release().await.unwrap();
+}

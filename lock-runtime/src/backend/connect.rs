@@ -204,8 +204,14 @@ fn no_answer(connect_timeout: Duration) -> String {
 
 fn describe_connect_error(error: &redis::RedisError) -> String {
     let code = error.code().unwrap_or_default();
-    if error.kind() == redis::ErrorKind::AuthenticationFailed
-        || matches!(code, "WRONGPASS" | "NOAUTH" | "NOPERM")
+    if code == "NOPERM" || error.to_string().contains("NOPERM") {
+        // Logged in, but a command the client sends while connecting is
+        // denied (say `ROLE` to a Sentinel-watched primary).
+        format!(
+            "the Redis user may not run a command the client needs to connect ({error}): grant the rule the README's \"Least privilege\" gives (`lock_runtime::acl_rule`), with `+role` for a Sentinel-watched primary and `+cluster|slots +asking` on a Cluster"
+        )
+    } else if error.kind() == redis::ErrorKind::AuthenticationFailed
+        || matches!(code, "WRONGPASS" | "NOAUTH")
     {
         "authentication failed: check the user name and password in the URL".to_owned()
     } else if error.is_connection_refusal() {
