@@ -204,7 +204,7 @@ fn no_answer(connect_timeout: Duration) -> String {
 
 fn describe_connect_error(error: &redis::RedisError) -> String {
     let code = error.code().unwrap_or_default();
-    if code == "NOPERM" || error.to_string().contains("NOPERM") {
+    if super::permissions::is_denied(error) {
         // Logged in, but a command the client sends while connecting is
         // denied (say `ROLE` to a Sentinel-watched primary).
         format!(
