@@ -781,18 +781,19 @@ for _, waiter in ipairs(live_waiters(now)) do
   end
 end
 local holders = redis.call('ZCARD', KEYS[1])
+local first = holders > 0 and redis.call('ZRANGE', KEYS[1], 0, 0)[1]
 local may
 if holders > 0 and redis.call('ZSCORE', KEYS[1], token) then
   may = true
-elseif holders > 0 and shape(redis.call('ZRANGE', KEYS[1], 0, 0)[1]) ~= shape(token) then
+elseif first and shape(first) ~= shape(token) then
   -- Held as another shape (a semaphore of another size, or read/write
   -- against a semaphore): counting both in one set would break both.
-  return redis.error_reply('LOCKSHAPE held as ' .. shape(redis.call('ZRANGE', KEYS[1], 0, 0)[1]))
+  return redis.error_reply('LOCKSHAPE held as ' .. shape(first))
 elseif kind == 's' then
   local free = permits(token) - holders
   may = free > 0 and (fair ~= '1' or ahead < free)
 elseif kind == 'r' then
-  may = not writer_ahead and (holders == 0 or not writer_holds())
+  may = not writer_ahead and (not first or string.sub(first, 1, 1) ~= 'w')
 else
   may = holders == 0 and not writer_ahead
 end
