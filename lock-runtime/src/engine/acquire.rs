@@ -344,6 +344,12 @@ impl Waiter<'_> {
         let outcome = match outcome {
             Ok(outcome) => outcome,
             Err(error) if matches!(error.code(), Some("LOCKSHAPE" | "WRONGTYPE")) => {
+                // Refused before any write: after a first attempt the token is
+                // nowhere (no release to send, which on a key of the other type
+                // would fail too); after later ones it may be queued.
+                if self.attempts == 1 {
+                    self.token.busy(false);
+                }
                 return Err(self.shape_error(&error));
             }
             Err(error) if self.deadline.is_some() && may_recover(&error) => {
