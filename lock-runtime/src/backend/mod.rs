@@ -484,7 +484,7 @@ impl Backend {
         let reason = if Shape::of(options).is_shared() {
             "semaphores (`permits`) and read/write locks (`mode`) are not available on a quorum client yet: use an exclusive lock, or a client of one server, a Sentinel group or a Cluster"
         } else if options.fair {
-            "`fair` (FIFO) is not available on a quorum client: each server would keep its own order, and no order across them; leave it off (waiters are woken by notices and race for a majority)"
+            "`fair` (strict FIFO) is not available on a quorum client: waiters are handed the lock in arrival order by their own clocks, but one whose attempt reached only some servers before a release may be passed over; leave it off"
         } else if options.replicas.is_some() {
             "`replicas` is not available on a quorum client: its servers are independent primaries (the quorum is the redundancy)"
         } else {
@@ -748,8 +748,8 @@ impl Backend {
     ) -> RedisResult<Released> {
         let mut connection = match self.commands() {
             Ok(connection) => connection,
-            // No handoffs on a quorum: the lock is freed and waiters woken, and
-            // the next task in line (if any) then asks for it.
+            // A quorum hands the lock to its longest-waiting waiter (if any);
+            // the next task of this client in line then asks for it.
             Err(quorum) => return quorum.release(key, token, &self.inner.runtime, false).await,
         };
         if Shape::of_token(token).is_shared() {

@@ -37,6 +37,9 @@ pub(crate) struct AttemptRequest<'a> {
     /// 1, 2, … within one acquire: a handoff notice names the attempt it answers.
     pub(crate) number: u64,
     pub(crate) fair: bool,
+    /// When the waiter first asked, in µs since the epoch by this client's
+    /// clock: its place among a quorum's waiters, the same on every node.
+    pub(crate) arrived_us: u64,
 }
 
 impl AttemptRequest<'_> {
@@ -105,7 +108,9 @@ impl AttemptRequest<'_> {
             .arg(millis(self.ttl))
             .arg(if self.fence_lifetime_ms > 0 { "1" } else { "0" })
             .arg(self.waiter_place_ms())
-            .arg(channel);
+            .arg(channel)
+            .arg(self.number)
+            .arg(self.arrived_us);
         cmd
     }
 
@@ -124,7 +129,9 @@ impl AttemptRequest<'_> {
             .arg(self.token)
             .arg("rollback")
             .arg(self.waiter_place_ms())
-            .arg(channel);
+            .arg(channel)
+            .arg(self.number)
+            .arg(self.arrived_us);
         cmd
     }
 }
@@ -142,6 +149,9 @@ fn quorum_keys<'a>(cmd: &'a mut redis::Cmd, key: &str) -> &'a mut redis::Cmd {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct NodeAttempt {
     pub(crate) granted: bool,
+    /// Granted because the key already held the token: a release handed it to
+    /// us (or this attempt was sent again).
+    pub(crate) was_ours: bool,
     /// When busy: the holder's remaining lease, if it has an expiry.
     pub(crate) holder_ttl: Option<Duration>,
     pub(crate) last_fence: u64,
@@ -149,19 +159,106 @@ pub(crate) struct NodeAttempt {
 }
 
 impl NodeAttempt {
-    /// The quorum acquire script's reply `{granted, pttl, fence, time}` (the
-    /// numbers as decimal strings).
+    /// The quorum acquire script's reply `{granted, pttl, fence, time}`
+    /// (`granted` 1 if it set the key, 2 if the key held the token already, 0
+    /// if busy; the numbers as decimal strings).
     pub(crate) fn from_reply(
         (granted, pttl, fence, time): (i64, String, String, String),
     ) -> NodeAttempt {
         NodeAttempt {
-            granted: granted == 1,
-            holder_ttl: (granted != 1)
+            granted: granted >= 1,
+            was_ours: granted == 2,
+            holder_ttl: (granted < 1)
                 .then(|| pttl.parse().ok().map(Duration::from_millis))
                 .flatten(),
             last_fence: fence.parse().unwrap_or(0),
             time_us: time.parse().unwrap_or(0),
         }
+    }
+}
+
+/// The waiters one release's nodes handed the lock to, counted as the nodes
+/// answer (see [`scripts::QUORUM_RELEASE`]): the first handed it by a majority
+/// is told it holds the lock; once every node answered, any other is woken,
+/// to give back with an attempt what it cannot keep.
+#[derive(Debug)]
+pub(crate) struct QuorumHandoffs {
+    majority: usize,
+    /// Each waiter handed the lock: its token, on how many nodes, the least
+    /// attempt number they saw, its channel.
+    waiters: Vec<(String, usize, u64, String)>,
+    /// The waiter told it holds the lock.
+    told: Option<String>,
+}
+
+/// A notice to publish: the channel, and the payload.
+pub(crate) type Tell = (String, String);
+
+impl QuorumHandoffs {
+    pub(crate) fn new(majority: usize) -> Self {
+        QuorumHandoffs {
+            majority,
+            waiters: Vec::new(),
+            told: None,
+        }
+    }
+
+    /// Counts one node's release reply `{held, token, attempt, channel}`:
+    /// whether the lock was ours there, and the notice to publish when this
+    /// node made a majority hand it to one waiter.
+    pub(crate) fn note(
+        &mut self,
+        (held, token, attempt, channel): (i64, String, String, String),
+    ) -> (bool, Option<Tell>) {
+        let ours = held == 1;
+        let Ok(attempt) = attempt.parse::<u64>() else {
+            return (ours, None);
+        };
+        if token.is_empty() {
+            return (ours, None);
+        }
+        let index = match self.waiters.iter().position(|(known, ..)| *known == token) {
+            Some(index) => {
+                let waiter = &mut self.waiters[index];
+                waiter.1 += 1;
+                waiter.2 = waiter.2.min(attempt);
+                index
+            }
+            None => {
+                self.waiters.push((token, 1, attempt, channel));
+                self.waiters.len() - 1
+            }
+        };
+        let (token, nodes, attempt, channel) = &self.waiters[index];
+        if self.told.is_some() || *nodes < self.majority {
+            return (ours, None);
+        }
+        self.told = Some(token.clone());
+        // The handoff names the least attempt the nodes saw: the waiter takes
+        // it as its lease only if that is its latest (then every one of those
+        // nodes handed it the lock after that attempt was sent, and the lease
+        // counts from that send), else it is a wake-up. A fenced waiter is
+        // woken: its attempt writes the fencing token back to a majority.
+        let fenced = crate::token::record(token).is_none_or(|record| record.fenced);
+        let payload = if fenced {
+            token.clone()
+        } else {
+            format!("{token}:{attempt}:0")
+        };
+        (ours, Some((channel.clone(), payload)))
+    }
+
+    /// Once every node answered: a wake-up for each waiter handed the lock
+    /// that was not told it holds it (no majority agreed, or it got only a
+    /// minority), so that it finds out with an attempt and gives back what it
+    /// cannot keep.
+    pub(crate) fn finish(self) -> Vec<Tell> {
+        let told = self.told;
+        self.waiters
+            .into_iter()
+            .filter(|(token, ..)| told.as_ref() != Some(token))
+            .map(|(token, _, _, channel)| (channel, token))
+            .collect()
     }
 }
 
@@ -608,6 +705,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_waiter_handed_the_lock_by_a_majority_is_told_once_the_rest_are_woken() {
+        let identity = crate::token::Identity::new(None).unwrap_or_else(|error| panic!("{error}"));
+        let plain = identity.mint("t", "", false).unwrap_or_default();
+        let other = identity.mint("t", "", false).unwrap_or_default();
+        let reply = |held, token: &str, attempt: &str| {
+            (held, token.to_owned(), attempt.to_owned(), "ch".to_owned())
+        };
+        let mut handoffs = QuorumHandoffs::new(3);
+        assert_eq!(handoffs.note(reply(1, &plain, "4")), (true, None));
+        assert_eq!(handoffs.note(reply(0, "", "")), (false, None));
+        assert_eq!(handoffs.note(reply(1, &other, "2")), (true, None));
+        assert_eq!(handoffs.note(reply(1, &plain, "3")), (true, None));
+        // The third node for `plain`: told, naming the least attempt seen.
+        assert_eq!(
+            handoffs.note(reply(1, &plain, "4")),
+            (true, Some(("ch".to_owned(), format!("{plain}:3:0"))))
+        );
+        // Told once; the waiter handed a minority is woken at the end.
+        assert_eq!(handoffs.note(reply(1, &plain, "4")), (true, None));
+        assert_eq!(handoffs.finish(), [("ch".to_owned(), other.clone())]);
+        // A fenced waiter is only woken: its attempt writes the fence back.
+        let fenced = identity.mint("t", "", true).unwrap_or_default();
+        let mut handoffs = QuorumHandoffs::new(2);
+        handoffs.note(reply(1, &fenced, "1"));
+        assert_eq!(
+            handoffs.note(reply(1, &fenced, "1")).1,
+            Some(("ch".to_owned(), fenced.clone()))
+        );
+        assert!(handoffs.finish().is_empty());
+    }
+
+    #[test]
     fn a_token_says_its_shape() {
         for shape in [
             Shape::Exclusive,
@@ -691,6 +820,7 @@ mod tests {
             reply(1, "0", "41", "1790000000000000"),
             NodeAttempt {
                 granted: true,
+                was_ours: false,
                 holder_ttl: None,
                 last_fence: 41,
                 time_us: 1_790_000_000_000_000
@@ -700,12 +830,16 @@ mod tests {
             reply(0, "250", "7", "9"),
             NodeAttempt {
                 granted: false,
+                was_ours: false,
                 holder_ttl: Some(Duration::from_millis(250)),
                 last_fence: 7,
                 time_us: 9
             }
         );
         assert_eq!(reply(0, "-1", "0", "0").holder_ttl, None);
+        // Handed to us (or sent again): granted, and said so.
+        let handed = reply(2, "0", "0", "0");
+        assert!(handed.granted && handed.was_ours);
     }
 
     #[test]

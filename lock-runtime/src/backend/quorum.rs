@@ -20,14 +20,21 @@
 //!   bring the key back.
 //! - release: on every node; the caller is answered once a majority has, the slow
 //!   nodes finish in the background (counted by `flush_releases`).
-//! - waiting: a busy node remembers the waiter's notice channel in arrival
-//!   order, and a release wakes the two longest-waiting there; the notice
-//!   connection is on any one node (every release reaches every node), and
-//!   moves to another if that node's connection drops.
+//! - waiting: a busy node registers the waiter by its arrival, as its own
+//!   client's clock tells it (within a second of the node's), so every node
+//!   orders the same waiters alike. A release hands the lock on each node to
+//!   the first live waiter there, and the releasing client, which hears every
+//!   node, tells the waiter that a majority handed it the lock that it holds
+//!   it (no request of its own: the lease counts from its attempt that those
+//!   nodes had seen), publishing on every node since the waiter's notice
+//!   connection is on one of them. A fenced waiter, or one the nodes did not
+//!   agree on, is woken instead and finds out with an attempt. A handed node
+//!   is given back by a waiter's later failed attempt, not by the failed
+//!   attempt it answered.
 //!
-//! Not in quorum mode: FIFO (`fair`) and the `replicas` option (each server
-//! stands alone), and handoffs (a release frees the lock and wakes waiters,
-//! who then race for a majority).
+//! Not in quorum mode: FIFO (`fair`: the line is in arrival order, but a
+//! waiter whose attempt reached only some nodes before a release may be
+//! passed over) and the `replicas` option (each server stands alone).
 
 use std::time::Duration;
 
@@ -40,8 +47,8 @@ use redis::{ErrorKind, RedisError, RedisResult};
 use super::Settings;
 use super::connect::{Endpoints, open_client, redact_url, unreachable};
 use super::protocol::{
-    Attempt, AttemptRequest, NodeAttempt, Released, Snapshot, quorum_extend, quorum_fence,
-    quorum_fence_write, quorum_release,
+    Attempt, AttemptRequest, NodeAttempt, QuorumHandoffs, Released, Snapshot, Tell, quorum_extend,
+    quorum_fence, quorum_fence_write, quorum_release,
 };
 use super::scripts;
 use crate::error::LockError;
@@ -320,7 +327,7 @@ impl Quorum {
             )
             .await;
         let mut answered = Vec::new();
-        let (mut granted, mut busy) = (0, 0);
+        let (mut granted, mut busy, mut handed) = (0, 0, 0);
         let mut holder_ttl: Option<Duration> = None;
         let mut errors = Vec::new();
         for (index, reply) in replies {
@@ -328,6 +335,7 @@ impl Quorum {
                 Ok(node) => {
                     if node.granted {
                         granted += 1;
+                        handed += usize::from(node.was_ours);
                     } else {
                         busy += 1;
                         holder_ttl = match (holder_ttl, node.holder_ttl) {
@@ -376,23 +384,28 @@ impl Quorum {
             }
         }
         // No majority: give back what was won, on every node (a node that did not
-        // answer may still have granted it), before trying again.
-        let rollback = request.quorum_rollback(channel);
-        let _ = self
-            .fan_out::<i64>(
-                0..self.nodes.len(),
-                timeout,
-                &scripts::QUORUM_RELEASE,
-                &rollback,
-            )
-            .await;
-        if busy >= self.majority {
+        // answer may still have granted it), before trying again. When every
+        // node answered busy there is nothing to give back (and each of them
+        // registered the waiter).
+        if granted > 0 || answered.len() < self.nodes.len() {
+            let rollback = request.quorum_rollback(channel);
+            let _ = self
+                .fan_out::<redis::Value>(
+                    0..self.nodes.len(),
+                    timeout,
+                    &scripts::QUORUM_RELEASE,
+                    &rollback,
+                )
+                .await;
+        }
+        if busy >= self.majority && handed == 0 {
             // Someone holds the lock.
             return Ok(Attempt::Busy { holder_ttl });
         }
         if busy > 0 && answered.len() >= self.majority {
-            // Contenders split the nodes between them: each backs off for a
-            // random moment before trying again.
+            // Contenders split the nodes between them (also when releases
+            // handed some nodes to us and others to another waiter): each
+            // backs off for a random moment before trying again.
             return Ok(Attempt::Busy {
                 holder_ttl: Some(split_pause(request.ttl)),
             });
@@ -440,6 +453,11 @@ impl Quorum {
     /// `Ended` if a majority held the token, `NotOurs` if so many did not that a
     /// majority cannot have, an error if too few answered. `force`: an
     /// operator's release (see [`scripts::QUORUM_RELEASE`]).
+    ///
+    /// Each node hands a free lock to its first waiter; the waiter that a
+    /// majority handed it to is told so here, on every node (its notice
+    /// connection is on one of them), without waiting for the rest; once all
+    /// have answered, any other waiter handed a node is woken.
     pub(crate) async fn release(
         &self,
         key: &str,
@@ -458,8 +476,11 @@ impl Quorum {
                 let (cmd, server) = (std::sync::Arc::clone(&cmd), node.server.clone());
                 let mut connection = node.commands.clone();
                 async move {
-                    let release =
-                        scripts::run::<i64>(&scripts::QUORUM_RELEASE, &cmd, &mut connection);
+                    let release = scripts::run::<(i64, String, String, String)>(
+                        &scripts::QUORUM_RELEASE,
+                        &cmd,
+                        &mut connection,
+                    );
                     match tokio::time::timeout(timeout, release).await {
                         Ok(reply) => reply,
                         Err(_) => Err(silent(&server, timeout)),
@@ -467,29 +488,54 @@ impl Quorum {
                 }
             })
             .collect();
-        // Once decided, the servers yet to answer finish in the background.
-        let rest_in_background = |replies: FuturesUnordered<_>| {
-            if !replies.is_empty() {
-                let _done = crate::rt::spawn_release(runtime, replies.for_each(|_| async {}));
-            }
-        };
+        let mut handoffs = QuorumHandoffs::new(self.majority);
         let (mut ours, mut not_ours) = (0, 0);
         let mut errors = Vec::new();
+        let mut decided = None;
         while let Some(reply) = replies.next().await {
             match reply {
-                Ok(1) => ours += 1,
-                Ok(_) => not_ours += 1,
+                Ok(reply) => {
+                    let (held, tell) = handoffs.note(reply);
+                    if held {
+                        ours += 1;
+                    } else {
+                        not_ours += 1;
+                    }
+                    if let Some(tell) = tell {
+                        self.publish(runtime, vec![tell]);
+                    }
+                }
                 Err(error) => errors.push((usize::MAX, error)),
             }
             if ours >= self.majority {
-                rest_in_background(replies);
-                return Ok(Released::Ended);
+                decided = Some(Released::Ended);
+            } else if not_ours > self.nodes.len() - self.majority {
+                decided = Some(Released::NotOurs);
             }
-            if not_ours > self.nodes.len() - self.majority {
-                rest_in_background(replies);
-                return Ok(Released::NotOurs);
+            if decided.is_some() {
+                break;
             }
         }
+        if let Some(released) = decided {
+            // The servers yet to answer finish in the background.
+            if replies.is_empty() {
+                self.publish(runtime, handoffs.finish());
+            } else {
+                let publisher = self.publisher();
+                let _done = crate::rt::spawn_release(runtime, async move {
+                    while let Some(reply) = replies.next().await {
+                        if let Ok(reply) = reply
+                            && let (_, Some(tell)) = handoffs.note(reply)
+                        {
+                            publisher.publish(vec![tell]).await;
+                        }
+                    }
+                    publisher.publish(handoffs.finish()).await;
+                });
+            }
+            return Ok(released);
+        }
+        self.publish(runtime, handoffs.finish());
         // Every node answered or failed, and neither side has a majority (some
         // nodes are down): the lease was ours where it was still held.
         if ours + not_ours >= self.majority {
@@ -500,6 +546,25 @@ impl Quorum {
             });
         }
         Err(self.no_majority("release", ours + not_ours, errors))
+    }
+
+    /// What publishes notices on every node.
+    fn publisher(&self) -> Publisher {
+        Publisher {
+            connections: self.connections(),
+            timeout: self.response_timeout,
+        }
+    }
+
+    /// Publishes `tells` on every node, in the background on `runtime`.
+    fn publish(&self, runtime: &tokio::runtime::Handle, tells: Vec<Tell>) {
+        if tells.is_empty() {
+            return;
+        }
+        let publisher = self.publisher();
+        let _done = crate::rt::spawn_release(runtime, async move {
+            publisher.publish(tells).await;
+        });
     }
 
     /// The longest remaining lease at `key` among the nodes that answer
@@ -561,6 +626,36 @@ impl Quorum {
                 self.majority
             ),
         ))
+    }
+}
+
+/// Publishes notices on every node of a quorum: a waiter's notice connection
+/// is on one of them, whichever.
+struct Publisher {
+    connections: Vec<ConnectionManager>,
+    timeout: Duration,
+}
+
+impl Publisher {
+    async fn publish(&self, tells: Vec<Tell>) {
+        if tells.is_empty() {
+            return;
+        }
+        let mut pipe = redis::pipe();
+        for (channel, payload) in &tells {
+            pipe.cmd("PUBLISH").arg(channel).arg(payload).ignore();
+        }
+        join_all(self.connections.iter().map(|connection| {
+            let mut connection = connection.clone();
+            let pipe = &pipe;
+            async move {
+                // A node that is down or slow misses the notice; the waiter's
+                // connection is on another, or it finds out at its next poll.
+                let _ = tokio::time::timeout(self.timeout, pipe.query_async::<()>(&mut connection))
+                    .await;
+            }
+        }))
+        .await;
     }
 }
 

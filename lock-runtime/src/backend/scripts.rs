@@ -119,25 +119,30 @@ return 0
     )
 });
 
-/// Quorum mode (Redlock): one node's share of an acquire attempt. Nodes of a
-/// quorum never queue waiters or hand the lock on (a node's queue head need not
-/// be the others'); they remember whom to wake, in arrival order.
+/// Quorum mode (Redlock): one node's share of an acquire attempt. A node of a
+/// quorum keeps its waiters in arrival order, and a release hands the lock to
+/// the first of them ([`QUORUM_RELEASE`]); the arrival is the waiter's own
+/// clock's, sent with every attempt, so that every node orders the same
+/// waiters alike and hands the lock to the same one.
 ///
-/// KEYS\[1\] lock key, KEYS\[2\] the waiters to wake (a sorted set: token by
-/// first arrival, µs), KEYS\[3\] their entries (a hash: token → `<deadline µs>
-/// <notice channel>`), KEYS\[4\] fence key; ARGV\[1\] token, ARGV\[2\] ttl in
-/// ms, ARGV\[3\] `1` to read the fencing state, ARGV\[4\] how long a waiter
-/// stays registered without another attempt (ms; `0`: try once, do not
-/// register), ARGV\[5\] the waiter's notice channel.
+/// KEYS\[1\] lock key, KEYS\[2\] the waiters in arrival order (a sorted set:
+/// token by arrival, µs), KEYS\[3\] their entries (a hash: token → `<deadline
+/// µs> <ttl ms> <attempt> <notice channel>`), KEYS\[4\] fence key; ARGV\[1\]
+/// token, ARGV\[2\] ttl in ms, ARGV\[3\] `1` to read the fencing state,
+/// ARGV\[4\] how long a waiter stays registered without another attempt (ms;
+/// `0`: try once, do not register), ARGV\[5\] the waiter's notice channel,
+/// ARGV\[6\] the attempt's number, ARGV\[7\] the waiter's arrival (µs since
+/// the epoch by its clock; kept within a second of the node's).
 ///
-/// Returns `{1, '0', fence, time}` when the key now holds the token for ttl (it
-/// was free, or already held the token: an attempt sent again); otherwise
-/// registers the waiter (keeping its first arrival; a waiter stays registered,
-/// also once granted here, until its release) and returns `{0, pttl, fence,
-/// time}`, with the holder's remaining lease. `fence` and `time` are the fence
-/// key's value and the server time in µs when ARGV\[3\] is `1`, else `'0'`: a
-/// busy node's fence counts too, for it may hold the only copy of the last
-/// token. Numbers go as decimal strings (Lua's are doubles).
+/// Returns `{1, '0', fence, time}` when the key was free and now holds the
+/// token for ttl, `{2, …}` when it held the token already (a release handed it
+/// to us, or this attempt was sent again) and now lasts ttl more; otherwise registers the waiter (keeping its first arrival;
+/// a waiter stays registered, also once granted here, until its release) and
+/// returns `{0, pttl, fence, time}`, with the holder's remaining lease. `fence`
+/// and `time` are the fence key's value and the server time in µs when
+/// ARGV\[3\] is `1`, else `'0'`: a busy node's fence counts too, for it may hold
+/// the only copy of the last token. Numbers go as decimal strings (Lua's are
+/// doubles).
 pub(crate) static QUORUM_ACQUIRE: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(&format!(
         "{}{QUORUM_FUNCTIONS}{}",
@@ -159,15 +164,17 @@ local function fencing()
   return redis.call('GET', KEYS[4]) or '0', now[1] .. string.format('%06d', tonumber(now[2]))
 end
 if not owner or owner == ARGV[1] then
+  local granted = 1
   if owner then
     redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    granted = 2
   end
   -- A waiter granted here stays registered (with its first arrival) until it
   -- releases: without a majority it is still waiting.
   local last, now = fencing()
-  return {1, '0', last, now}
+  return {granted, '0', last, now}
 end
-register(ARGV[1], ARGV[4], ARGV[5])
+register(ARGV[1], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
 local last, now = fencing()
 return {0, tostring(redis.call('PTTL', KEYS[1])), last, now}
 "
@@ -233,24 +240,29 @@ return 2
 ///
 /// KEYS\[1\] lock key, KEYS\[2\] and KEYS\[3\] the waiters as for
 /// [`QUORUM_ACQUIRE`], KEYS\[4\] the release receipt; ARGV\[1\] token, ARGV\[2\]
-/// `release` or `rollback`; for `release`, ARGV\[3\] how long the receipt lasts
-/// (ms); for `rollback`, ARGV\[3\] how long the waiter stays registered (ms;
-/// `0`: do not register) and ARGV\[4\] its notice channel.
+/// `release`, `force` or `rollback`; for `release`, ARGV\[3\] how long the
+/// receipt lasts (ms); for `rollback`, ARGV\[3\] how long the waiter stays
+/// registered (ms; `0`: do not register), ARGV\[4\] its notice channel,
+/// ARGV\[5\] the attempt's number and ARGV\[6\] the waiter's arrival.
 ///
 /// Deletes the key if it holds the token. A `release` of the key leaves a
 /// receipt (KEYS\[4\] holds the token), so that an extend of the same lease
 /// still in flight does not take the key again ([`QUORUM_EXTEND`]). It then
-/// forgets the token as a waiter and, if the lock is free, wakes the two
-/// longest-waiting live waiters (the second in case the first died without
-/// leaving) with `PUBLISH <channel> <token>` (with `pcall`: a user whose ACL
-/// denies the channel still releases), dropping dead ones on the way: every
-/// node wakes the same few, who then race for a majority, instead of every
-/// waiter at once. A `rollback` wakes nobody (the other contenders back off
-/// instead of colliding again) and registers the token as a waiter, so the next
-/// release on this node wakes it. `force` (an operator freeing a stuck lock)
-/// is a `release` that does nothing unless the key holds the token, and
-/// whose receipt lasts at least as long as the key would have. Returns 1 when
-/// the key held the token, else 0.
+/// forgets the token as a waiter and, if the lock is free, hands it to the
+/// first live waiter (dropping dead ones on the way): the key now holds that
+/// waiter's token for its ttl. The node tells nobody: the releasing client,
+/// which hears from every node, tells the waiter once a majority handed it the
+/// lock (or wakes it when they did not agree); the entries' field `handed`
+/// says to whom, after which of its attempts. A `rollback` keeps a key handed
+/// to the token after the attempt it gives back arrived, hands nothing on
+/// (the contenders back off and try again) and registers the token as a
+/// waiter. `force` (an operator freeing a stuck lock) is a `release` that does
+/// nothing unless the key holds the token, and whose receipt lasts at least as
+/// long as the key would have.
+///
+/// Returns `{held, token, attempt, channel}`: `held` 1 when the key held the
+/// token, else 0; then the waiter the lock was handed to, the number of its
+/// latest attempt this node saw and its notice channel, or three empty strings.
 pub(crate) static QUORUM_RELEASE: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(&format!(
         "{}{QUORUM_FUNCTIONS}{}",
@@ -261,7 +273,7 @@ local ours = redis.call('GET', KEYS[1]) == ARGV[1]
 local force = ARGV[2] == 'force'
 if force then
   if not ours then
-    return 0
+    return {0, '', '', ''}
   end
   -- Freed from under a live holder: its receipt outlasts the lease it had,
   -- so no extend of the holder's brings the key back.
@@ -271,51 +283,73 @@ if force then
   end
   ARGV[2] = 'release'
 end
-if ours then
+local release = ARGV[2] == 'release'
+local keep = false
+if ours and not release then
+  -- A rollback gives back what its attempt won, not a key a release handed
+  -- us after that attempt arrived: the releaser tells us whether a majority
+  -- did so, and the lease counts from that attempt.
+  local handed = redis.call('HGET', KEYS[3], 'handed')
+  if handed then
+    local token, attempt = string.match(handed, '^(.*) (%d+)$')
+    keep = token == ARGV[1] and tonumber(attempt) >= tonumber(ARGV[5])
+  end
+end
+if ours and not keep then
   redis.call('DEL', KEYS[1])
-  if ARGV[2] == 'release' then
+  if release then
     redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[3])
   end
 end
-if ARGV[2] == 'release' and redis.call('EXISTS', KEYS[2]) == 0 then
-  if ours then
-    return 1
-  end
-  return 0
+local held = 0
+if ours then
+  held = 1
+end
+if release and redis.call('EXISTS', KEYS[2]) == 0 then
+  return {held, '', '', ''}
 end
 ",
         r"
-if ARGV[2] == 'release' then
+if release then
   forget(ARGV[1])
   if ours or redis.call('EXISTS', KEYS[1]) == 0 then
-    wake()
+    local token, attempt, channel = hand_on()
+    return {held, token, attempt, channel}
   end
 else
-  register(ARGV[1], ARGV[3], ARGV[4])
+  register(ARGV[1], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
 end
-if ours then
-  return 1
-end
-return 0
+return {held, '', '', ''}
 "
     ))
 });
 
 /// The waiter bookkeeping the quorum scripts share (KEYS\[2\], KEYS\[3\]).
 const QUORUM_FUNCTIONS: &str = r"
--- The server clock in µs (exact in a double until the year 2255): arrivals
--- within one ms keep their order.
+-- The server clock in µs (exact in a double until the year 2255).
 local function now_us()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
-local function register(token, place, channel)
+-- A waiter's place: its first arrival by its own clock, so that every node
+-- orders the same waiters alike (equal times by token, as sorted sets do),
+-- kept near this node's clock, so that a client whose clock is off cannot
+-- jump the line by more than the slack (µs).
+local SLACK = 1000000
+local function register(token, place, channel, attempt, arrival)
   if place == '0' then
     return
   end
   local now = now_us()
-  redis.call('ZADD', KEYS[2], 'NX', now, token)
-  redis.call('HSET', KEYS[3], token, string.format('%d', now + tonumber(place) * 1000) .. ' ' .. channel)
+  local at = tonumber(arrival) or now
+  if at > now then
+    at = now
+  elseif at < now - SLACK then
+    at = now - SLACK
+  end
+  redis.call('ZADD', KEYS[2], 'NX', string.format('%d', at), token)
+  redis.call('HSET', KEYS[3], token,
+    string.format('%d', now + tonumber(place) * 1000) .. ' ' .. place .. ' ' .. attempt .. ' ' .. channel)
   -- Only ever later: each entry has its own deadline, the keys outlive them all.
   for i = 2, 3 do
     if redis.call('PTTL', KEYS[i]) < tonumber(place) then
@@ -327,28 +361,30 @@ local function forget(token)
   redis.call('ZREM', KEYS[2], token)
   redis.call('HDEL', KEYS[3], token)
 end
-local function wake()
-  local heads = redis.call('ZRANGE', KEYS[2], 0, 7)
-  if not heads[1] then
-    return
-  end
-  local entries = redis.call('HMGET', KEYS[3], unpack(heads))
-  local now, woken = now_us(), 0
-  for i, token in ipairs(heads) do
-    local deadline, channel
-    if entries[i] then
-      deadline, channel = string.match(entries[i], '^(%d+) (.*)$')
+-- Gives the free lock to the first live waiter (dropping dead ones, a few
+-- dozen at most per call): its token, attempt and channel, or empty strings.
+local function hand_on()
+  local now = now_us()
+  for _ = 1, 4 do
+    local heads = redis.call('ZRANGE', KEYS[2], 0, 7)
+    if not heads[1] then
+      break
     end
-    if deadline and tonumber(deadline) >= now then
-      redis.pcall('PUBLISH', channel, token)
-      woken = woken + 1
-      if woken == 2 then
-        return
+    local entries = redis.call('HMGET', KEYS[3], unpack(heads))
+    for i, token in ipairs(heads) do
+      local deadline, ttl, attempt, channel
+      if entries[i] then
+        deadline, ttl, attempt, channel = string.match(entries[i], '^(%d+) (%d+) (%d+) (.*)$')
       end
-    else
+      if deadline and tonumber(deadline) >= now then
+        redis.call('SET', KEYS[1], token, 'PX', ttl)
+        redis.call('HSET', KEYS[3], 'handed', token .. ' ' .. attempt)
+        return token, attempt, channel
+      end
       forget(token)
     end
   end
+  return '', '', ''
 end
 ";
 

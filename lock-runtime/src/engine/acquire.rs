@@ -85,6 +85,7 @@ pub(crate) async fn acquire(
         shape,
         token,
         started,
+        arrived_us: 0,
         deadline,
         turn: None,
         subscription: None,
@@ -158,6 +159,9 @@ struct Waiter<'a> {
     /// the lock.
     token: UnsettledToken,
     started: Instant,
+    /// When the first attempt was sent, µs since the epoch by this client's
+    /// clock: its place among a quorum's waiters (`0` before).
+    arrived_us: u64,
     /// `None`: try once.
     deadline: Option<Instant>,
     /// This task's turn in the client's line for the lock, once it has it.
@@ -312,6 +316,11 @@ impl Waiter<'_> {
         }
         self.attempts += 1;
         let sent_at = Instant::now();
+        if self.arrived_us == 0 {
+            self.arrived_us = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |since| since.as_micros() as u64);
+        }
         self.token.arm();
         let request = AttemptRequest {
             key: &self.key,
@@ -321,6 +330,7 @@ impl Waiter<'_> {
             queue: self.deadline.is_some(),
             number: self.attempts,
             fair: self.options.fair,
+            arrived_us: self.arrived_us,
         };
         let attempt = self.backend.try_acquire(&request);
         // An attempt may run a little past the wait's deadline, so the last

@@ -1,6 +1,6 @@
-//! Waiting on a quorum: waiters are woken by the release's notices, also with
-//! a server down, and contenders that split the servers between them back off
-//! and one of them wins.
+//! Waiting on a quorum: a release hands the lock to the longest-waiting
+//! waiter and tells it so, also with a server down, and contenders that split
+//! the servers between them back off and one of them wins.
 
 use std::time::Duration;
 
@@ -57,8 +57,8 @@ async fn waiting_for(quorum: &RedisQuorum, key: &str) {
     let running = || quorum.servers().iter().filter(|server| server.is_running());
     loop {
         let registered = running().any(|server| {
-            redis::cmd("HLEN")
-                .arg(format!("{key}:wakers"))
+            redis::cmd("ZCARD")
+                .arg(format!("{key}:wake"))
                 .query::<u64>(&mut server.connection())
                 .is_ok_and(|waiters| waiters > 0)
         });
@@ -113,27 +113,29 @@ async fn contenders_that_split_the_servers_back_off_and_one_wins() {
     }
 }
 
-/// Six waiters on one lock: a release wakes the two that waited longest on each
-/// server (publishes counted by the servers), not all six, and one of those two
-/// is the next holder.
+/// Six waiters on one lock, each its own client: a release hands the lock to
+/// the one that waited longest, on every server alike, and tells it so: the
+/// holders follow arrival order, none of them sends an attempt once handed the
+/// lock (scripts counted by the servers), and the releaser trying again at
+/// once finds it taken.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_release_wakes_the_two_longest_waiting_not_every_waiter() {
+async fn a_release_hands_the_lock_to_the_longest_waiting_in_arrival_order() {
     let quorum = RedisQuorum::start(3);
     let holder = client(&quorum).await;
-    let key = holder.key_for("herd");
-    let guard = holder.acquire("herd", &ttl(30_000)).await.unwrap();
+    let key = holder.key_for("line");
+    let guard = holder.acquire("line", &ttl(30_000)).await.unwrap();
     let mut waiters = Vec::new();
     for index in 0..6 {
         let waiter = client(&quorum).await;
         waiters.push(tokio::spawn(async move {
             let guard = waiter
                 .acquire(
-                    "herd",
+                    "line",
                     &ttl(30_000).wait(Wait::For(Duration::from_secs(20))),
                 )
                 .await?;
             let got = Instant::now();
-            // Hold a moment, so the order of holders is the order of wake-ups.
+            // Hold a moment, so the order of holders is plain.
             tokio::time::sleep(Duration::from_millis(20)).await;
             guard.release().await?;
             Ok::<_, lock_runtime::LockError>((index, got))
@@ -141,31 +143,30 @@ async fn a_release_wakes_the_two_longest_waiting_not_every_waiter() {
         // Each waiter registered (arrived) before the next starts.
         registered(&quorum, &key, index + 1).await;
     }
-    let published: Vec<u64> = quorum
+    let scripts: Vec<u64> = quorum
         .servers()
         .iter()
-        .map(|server| server.command_calls("publish"))
+        .map(|server| server.command_calls("evalsha"))
         .collect();
     guard.release().await.unwrap();
+    let again = holder
+        .acquire("line", &ttl(30_000).wait(Wait::TryOnce))
+        .await;
+    assert!(
+        matches!(again, Err(lock_runtime::LockError::Busy { .. })),
+        "the releaser took the lock back from the waiters: {again:?}"
+    );
     let mut order = Vec::new();
     for waiter in waiters {
         order.push(waiter.await.unwrap().unwrap());
     }
     order.sort_by_key(|(_, got)| *got);
-    // Each holder was one of the two woken: the two longest waiting then.
-    let mut still_waiting: Vec<usize> = (0..6).collect();
-    for (index, _) in &order {
-        let place = still_waiting.iter().position(|waiting| waiting == index);
-        assert!(
-            place.is_some_and(|place| place < 2),
-            "waiter {index} held it while {still_waiting:?} waited longer: {order:?}"
-        );
-        still_waiting.retain(|waiting| waiting != index);
-    }
-    // The first release woke two per server; every later one at most two more.
-    for (server, before) in quorum.servers().iter().zip(published) {
-        let publishes = server.command_calls("publish") - before;
-        assert!(publishes <= 2 * 6, "{publishes} publishes for 6 releases");
+    let order: Vec<usize> = order.into_iter().map(|(index, _)| index).collect();
+    assert_eq!(order, [0, 1, 2, 3, 4, 5], "holders out of arrival order");
+    // Seven releases and the releaser's one attempt: no waiter asked again.
+    for (server, before) in quorum.servers().iter().zip(scripts) {
+        let calls = server.command_calls("evalsha") - before;
+        assert!(calls <= 8, "{calls} scripts for 7 releases and 1 attempt");
     }
 }
 
