@@ -315,6 +315,11 @@ impl Waiter<'_> {
             subscription.mark_seen();
         }
         self.attempts += 1;
+        // A handoff counts only if it answers the latest attempt, once that
+        // attempt was answered busy: a quorum attempt that goes unanswered
+        // may have given back on its way out what a release had handed to an
+        // earlier one.
+        self.queued_by = None;
         let sent_at = Instant::now();
         if self.arrived_us == 0 {
             self.arrived_us = std::time::SystemTime::now()
