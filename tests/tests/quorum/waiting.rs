@@ -170,15 +170,33 @@ async fn a_release_hands_the_lock_to_the_longest_waiting_in_arrival_order() {
     }
 }
 
-/// Waits until `count` waiters are registered at `key` on every server.
+/// Waits until `count` waiters are registered at `key` on every server by
+/// their second attempt: a waiter's first busy attempt registers it, then it
+/// subscribes to notices and asks once more (a release in between would
+/// otherwise go unseen); only after that second attempt is it quiet until a
+/// notice or its poll, seconds away.
 async fn registered(quorum: &RedisQuorum, key: &str, count: usize) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let all = quorum.servers().iter().all(|server| {
-            redis::cmd("ZCARD")
-                .arg(format!("{key}:wake"))
-                .query::<usize>(&mut server.connection())
-                .is_ok_and(|waiting| waiting >= count)
+            redis::cmd("HGETALL")
+                .arg(format!("{key}:wakers"))
+                .query::<Vec<(String, String)>>(&mut server.connection())
+                .is_ok_and(|entries| {
+                    // "<deadline> <ttl> <attempt> <channel>" per waiter.
+                    let asked_twice = entries
+                        .iter()
+                        .filter(|(field, _)| field != "handed")
+                        .filter(|(_, entry)| {
+                            entry
+                                .split(' ')
+                                .nth(2)
+                                .and_then(|attempt| attempt.parse::<u64>().ok())
+                                .is_some_and(|attempt| attempt >= 2)
+                        })
+                        .count();
+                    asked_twice >= count
+                })
         });
         if all {
             return;
