@@ -835,7 +835,12 @@ else
 end
 if may then
   redis.call('ZADD', KEYS[1], now + ttl, token)
-  outlive(ttl)
+  if holders == 0 then
+    -- The key was just made (dropping the last expired holder deletes it).
+    redis.call('PEXPIRE', KEYS[1], ttl)
+  else
+    outlive(ttl)
+  end
   if queued then
     leave(token)
   end
@@ -901,10 +906,11 @@ if ARGV[2] == 'force' and not redis.call('ZSCORE', KEYS[1], token) then
   return 0
 end
 local released = redis.call('ZREM', KEYS[1], token)
-leave(token)
 if redis.call('EXISTS', KEYS[2]) == 0 then
+  -- Nobody waits: nothing to leave, nobody to wake.
   return released
 end
+leave(token)
 local now = clock()
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local holders = redis.call('ZCARD', KEYS[1])
