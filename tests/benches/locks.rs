@@ -667,6 +667,7 @@ async fn quorum(config: &Config, pin: bool) {
     for url in &urls {
         pings.push(data_connection(url).await);
     }
+    let mut one_ping = data_connection(&config.url).await;
     let options = LockOptions::new(Duration::from_secs(30));
     let fenced = options.clone().fencing(true);
     const ROWS: [&str; 4] = [
@@ -678,6 +679,7 @@ async fn quorum(config: &Config, pin: bool) {
     let mut figures: [Vec<f64>; 4] = Default::default();
     let mut ratios: [Vec<f64>; 4] = Default::default();
     let (mut over_peer, mut over_single, mut fencing_cost) = (Vec::new(), Vec::new(), Vec::new());
+    let mut floor_over_one = Vec::new();
     for rep in 0..=config.reps {
         let ops = if rep == 0 {
             config.ops / 10
@@ -708,7 +710,14 @@ async fn quorum(config: &Config, pin: bool) {
                 .unwrap();
             guard.release().await.unwrap();
         });
+        let one_round = per_op!(ops, {
+            let _: String = redis::cmd("PING")
+                .query_async(&mut one_ping)
+                .await
+                .unwrap();
+        });
         if rep > 0 {
+            floor_over_one.push(each[0] / one_round);
             for (index, value) in each.iter().enumerate() {
                 figures[index].push(*value);
                 ratios[index].push(value / (2.0 * each[0]));
@@ -726,10 +735,11 @@ async fn quorum(config: &Config, pin: bool) {
         &mut ratios,
     );
     println!(
-        "\nuncontended, same run: quorum guard ÷ rslock {:.3}; quorum guard ÷ one-server guard {:.3}; fenced ÷ unfenced quorum {:.3}\n",
+        "\nuncontended, same run: quorum guard ÷ rslock {:.3}; quorum guard ÷ one-server guard {:.3}; fenced ÷ unfenced quorum {:.3}; the floor itself, PING to all 5 at once ÷ PING to the one server, {:.3}\n",
         median(&mut over_peer),
         median(&mut over_single),
-        median(&mut fencing_cost)
+        median(&mut fencing_cost),
+        median(&mut floor_over_one)
     );
 
     println!(
