@@ -711,10 +711,7 @@ async fn quorum(config: &Config, pin: bool) {
             guard.release().await.unwrap();
         });
         let one_round = per_op!(ops, {
-            let _: String = redis::cmd("PING")
-                .query_async(&mut one_ping)
-                .await
-                .unwrap();
+            let _: String = redis::cmd("PING").query_async(&mut one_ping).await.unwrap();
         });
         if rep > 0 {
             floor_over_one.push(each[0] / one_round);

@@ -465,6 +465,7 @@ impl Quorum {
         runtime: &tokio::runtime::Handle,
         force: bool,
     ) -> RedisResult<Released> {
+        let started = tokio::time::Instant::now();
         // The receipt outlasts any extend of this lease still on its way.
         let receipt = self.response_timeout * 2;
         let cmd = std::sync::Arc::new(quorum_release(key, token, receipt, force));
@@ -502,7 +503,15 @@ impl Quorum {
                         not_ours += 1;
                     }
                     if let Some(tell) = tell {
-                        self.publish(runtime, vec![tell]);
+                        // Told before this call returns, so the notice goes
+                        // out ahead of whatever the releaser sends next (it
+                        // often asks for the lock again at once); waited for
+                        // as long as the release took so far at most, so a
+                        // stalled node does not hold the releaser up (the
+                        // notice is sent to it all the same).
+                        let bound = started.elapsed().max(Duration::from_millis(1));
+                        let _ =
+                            tokio::time::timeout(bound, self.publisher().publish(vec![tell])).await;
                     }
                 }
                 Err(error) => errors.push((usize::MAX, error)),
