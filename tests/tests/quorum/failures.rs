@@ -102,6 +102,50 @@ async fn a_paused_server_slows_an_acquire_by_its_node_timeout_at_most() {
     quorum.servers()[4].resume();
 }
 
+/// With a server paused, a release that hands the lock to a waiter returns
+/// without waiting on that server (the notice to it is sent all the same),
+/// and the waiter holds the lock soon after, not at its next poll.
+#[tokio::test]
+async fn a_paused_server_holds_up_neither_a_handoff_nor_its_releaser() {
+    let quorum = RedisQuorum::start(5);
+    let holder = client(&quorum).await;
+    let waiter = client(&quorum).await;
+    try_once(&holder, "warm", &ttl(2_000)).await.unwrap();
+    try_once(&waiter, "warm", &ttl(2_000)).await.unwrap();
+    quorum.servers()[4].pause();
+    let guard = holder
+        .acquire("paused-handoff", &ttl(2_000).wait(Wait::TryOnce))
+        .await
+        .unwrap();
+    let waiting = tokio::spawn(async move {
+        let guard = waiter
+            .acquire(
+                "paused-handoff",
+                &ttl(2_000).wait(Wait::For(Duration::from_secs(20))),
+            )
+            .await?;
+        let got = Instant::now();
+        guard.release().await?;
+        Ok::<_, LockError>(got)
+    });
+    // Registered on the four running servers by its second attempt (each
+    // attempt waits out the paused server's node timeout).
+    crate::registered(&quorum.servers()[..4], &holder.key_for("paused-handoff"), 1).await;
+    let released = Instant::now();
+    guard.release().await.unwrap();
+    let took = released.elapsed();
+    // The response timeout is 1 s: waiting on the paused server would show.
+    assert!(took < Duration::from_millis(500), "release took {took:?}");
+    let got = waiting.await.unwrap().unwrap();
+    let after = got.saturating_duration_since(released);
+    // Its poll is seconds away; a handoff notice (or a wake-up) is not.
+    assert!(
+        after < Duration::from_millis(1_500),
+        "the waiter got the lock {after:?} after the release"
+    );
+    quorum.servers()[4].resume();
+}
+
 /// The holder's servers die under it: `lost()` fires, by the lease's local
 /// deadline at the latest, and a body under `run` is cancelled.
 #[tokio::test]

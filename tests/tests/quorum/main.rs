@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use lock_runtime::{LockClient, LockError, LockOptions, Wait};
 use tests::RedisQuorum;
+use tokio::time::Instant;
 
 mod exclusion;
 mod failures;
@@ -37,4 +38,40 @@ async fn try_once(client: &LockClient, name: &str, options: &LockOptions) -> Res
         .acquire(name, &options.clone().wait(Wait::TryOnce))
         .await?;
     guard.release().await
+}
+
+/// Waits until `count` waiters are registered at `key` on each of `servers` by
+/// their second attempt: a waiter's first busy attempt registers it, then it
+/// subscribes to notices and asks once more (a release in between would
+/// otherwise go unseen); only after that second attempt is it quiet until a
+/// notice or its poll, seconds away.
+async fn registered(servers: &[tests::RedisServer], key: &str, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let all = servers.iter().all(|server| {
+            redis::cmd("HGETALL")
+                .arg(format!("{key}:wakers"))
+                .query::<Vec<(String, String)>>(&mut server.connection())
+                .is_ok_and(|entries| {
+                    // "<deadline> <ttl> <attempt> <channel>" per waiter.
+                    let asked_twice = entries
+                        .iter()
+                        .filter(|(field, _)| field != "handed")
+                        .filter(|(_, entry)| {
+                            entry
+                                .split(' ')
+                                .nth(2)
+                                .and_then(|attempt| attempt.parse::<u64>().ok())
+                                .is_some_and(|attempt| attempt >= 2)
+                        })
+                        .count();
+                    asked_twice >= count
+                })
+        });
+        if all {
+            return;
+        }
+        assert!(Instant::now() < deadline, "waiter {count} never registered");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }

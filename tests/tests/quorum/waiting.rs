@@ -141,7 +141,7 @@ async fn a_release_hands_the_lock_to_the_longest_waiting_in_arrival_order() {
             Ok::<_, lock_runtime::LockError>((index, got))
         }));
         // Each waiter registered (arrived) before the next starts.
-        registered(&quorum, &key, index + 1).await;
+        crate::registered(quorum.servers(), &key, index + 1).await;
     }
     let scripts: Vec<u64> = quorum
         .servers()
@@ -167,41 +167,5 @@ async fn a_release_hands_the_lock_to_the_longest_waiting_in_arrival_order() {
     for (server, before) in quorum.servers().iter().zip(scripts) {
         let calls = server.command_calls("evalsha") - before;
         assert!(calls <= 8, "{calls} scripts for 7 releases and 1 attempt");
-    }
-}
-
-/// Waits until `count` waiters are registered at `key` on every server by
-/// their second attempt: a waiter's first busy attempt registers it, then it
-/// subscribes to notices and asks once more (a release in between would
-/// otherwise go unseen); only after that second attempt is it quiet until a
-/// notice or its poll, seconds away.
-async fn registered(quorum: &RedisQuorum, key: &str, count: usize) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let all = quorum.servers().iter().all(|server| {
-            redis::cmd("HGETALL")
-                .arg(format!("{key}:wakers"))
-                .query::<Vec<(String, String)>>(&mut server.connection())
-                .is_ok_and(|entries| {
-                    // "<deadline> <ttl> <attempt> <channel>" per waiter.
-                    let asked_twice = entries
-                        .iter()
-                        .filter(|(field, _)| field != "handed")
-                        .filter(|(_, entry)| {
-                            entry
-                                .split(' ')
-                                .nth(2)
-                                .and_then(|attempt| attempt.parse::<u64>().ok())
-                                .is_some_and(|attempt| attempt >= 2)
-                        })
-                        .count();
-                    asked_twice >= count
-                })
-        });
-        if all {
-            return;
-        }
-        assert!(Instant::now() < deadline, "waiter {count} never registered");
-        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
