@@ -117,17 +117,7 @@ async fn a_paused_server_holds_up_neither_a_handoff_nor_its_releaser() {
         .acquire("paused-handoff", &ttl(2_000).wait(Wait::TryOnce))
         .await
         .unwrap();
-    let waiting = tokio::spawn(async move {
-        let guard = waiter
-            .acquire(
-                "paused-handoff",
-                &ttl(2_000).wait(Wait::For(Duration::from_secs(20))),
-            )
-            .await?;
-        let got = Instant::now();
-        guard.release().await?;
-        Ok::<_, LockError>(got)
-    });
+    let waiting = crate::spawn_waiter(waiter, "paused-handoff", 2_000);
     // Registered on the four running servers by its second attempt (each
     // attempt waits out the paused server's node timeout).
     crate::registered(&quorum.servers()[..4], &holder.key_for("paused-handoff"), 1).await;

@@ -75,3 +75,20 @@ async fn registered(servers: &[tests::RedisServer], key: &str, count: usize) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+/// Spawns a waiter that takes `name` with `ttl_ms`, waiting up to 20 s, and
+/// releases it at once: when it got the lock.
+fn spawn_waiter(
+    waiter: LockClient,
+    name: &'static str,
+    ttl_ms: u64,
+) -> tokio::task::JoinHandle<Result<Instant, LockError>> {
+    tokio::spawn(async move {
+        let guard = waiter
+            .acquire(name, &ttl(ttl_ms).wait(Wait::For(Duration::from_secs(20))))
+            .await?;
+        let got = Instant::now();
+        guard.release().await?;
+        Ok(got)
+    })
+}

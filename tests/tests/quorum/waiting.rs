@@ -24,20 +24,7 @@ async fn a_release_wakes_a_waiter_also_with_a_server_down() {
             quorum.server(0).kill();
         }
         let guard = holder.acquire("woken", &ttl(30_000)).await.unwrap();
-        let waiting = {
-            let waiter = waiter.clone();
-            tokio::spawn(async move {
-                let guard = waiter
-                    .acquire(
-                        "woken",
-                        &ttl(30_000).wait(Wait::For(Duration::from_secs(20))),
-                    )
-                    .await?;
-                let got = Instant::now();
-                guard.release().await?;
-                Ok::<_, lock_runtime::LockError>(got)
-            })
-        };
+        let waiting = crate::spawn_waiter(waiter.clone(), "woken", 30_000);
         waiting_for(&quorum, &holder.key_for("woken")).await;
         let released = Instant::now();
         guard.release().await.unwrap();
